@@ -1,0 +1,79 @@
+//! `/api/v0/meta/settings/{backup,smtp}`: admin-only.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::json;
+
+use super::AppState;
+use super::auth::Admin;
+use super::extract::JsonBody;
+use crate::error::{ApiError, ApiResult};
+use crate::settings::UpdateError;
+use crate::settings::backup::{self, BackupSettings};
+use crate::settings::smtp::{self, SmtpView};
+
+/// How many upcoming schedule times GET reports.
+const NEXT_RUNS: usize = 5;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupView {
+    #[serde(flatten)]
+    settings: BackupSettings,
+    /// RFC 3339 UTC.
+    next_runs: Vec<String>,
+}
+
+impl From<BackupSettings> for BackupView {
+    fn from(settings: BackupSettings) -> Self {
+        let next_runs = settings
+            .next_runs(Utc::now(), NEXT_RUNS)
+            .into_iter()
+            .map(|time| time.to_rfc3339_opts(SecondsFormat::Secs, true))
+            .collect();
+        Self {
+            settings,
+            next_runs,
+        }
+    }
+}
+
+impl From<UpdateError> for ApiError {
+    fn from(err: UpdateError) -> Self {
+        match err {
+            UpdateError::Invalid(invalid) => ApiError::invalid_settings(invalid.to_string())
+                .with_detail(json!({ "field": invalid.field })),
+            UpdateError::Database(err) => err.into(),
+        }
+    }
+}
+
+pub async fn get_backup(_: Admin, State(state): State<AppState>) -> ApiResult<Json<BackupView>> {
+    Ok(Json(backup::get(&state.pool).await?.into()))
+}
+
+pub async fn put_backup(
+    Admin(admin): Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<BackupView>> {
+    let settings = backup::update(&state.pool, body).await?;
+    tracing::info!(by = %admin.name, enabled = settings.enabled, schedule = %settings.schedule, "backup settings updated");
+    Ok(Json(settings.into()))
+}
+
+pub async fn get_smtp(_: Admin, State(state): State<AppState>) -> ApiResult<Json<SmtpView>> {
+    Ok(Json(SmtpView::from(&smtp::get(&state.pool).await?)))
+}
+
+pub async fn put_smtp(
+    Admin(admin): Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<SmtpView>> {
+    let settings = smtp::update(&state.pool, body).await?;
+    tracing::info!(by = %admin.name, enabled = settings.enabled, server = %settings.server_address, "SMTP settings updated");
+    Ok(Json(SmtpView::from(&settings)))
+}

@@ -1,0 +1,95 @@
+//! Typed configuration, read from flags and the environment (flags win).
+//!
+//! Secrets (the database URL may carry a password, the bootstrap admin
+//! password) are `SecretString`s, so `Debug` output and logs never show them.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+use crate::duration::GoDuration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "msr",
+    version,
+    about = "Backups for a container registry, speaking MSR's API"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (applies pending migrations first).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<SecretString>,
+
+    /// Log line format on stderr.
+    #[arg(long, env = "MSR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter in `tracing` EnvFilter syntax (`info`, `msr=debug,sqlx=warn`).
+    #[arg(long, env = "MSR_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// Largest number of pooled database connections.
+    #[arg(
+        long,
+        env = "MSR_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub db_max_connections: u32,
+
+    /// How long start-up keeps retrying an unreachable database before giving up.
+    #[arg(
+        long,
+        env = "MSR_DB_STARTUP_TIMEOUT",
+        default_value = "30s",
+        global = true
+    )]
+    pub db_startup_timeout: GoDuration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port the HTTP API listens on.
+    #[arg(long, env = "MSR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Name of the admin created on first start when no admin exists.
+    #[arg(long, env = "MSR_ADMIN_USERNAME", default_value = "admin")]
+    pub admin_username: String,
+
+    /// Password of that admin; without it no admin is created.
+    #[arg(long, env = "MSR_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<SecretString>,
+
+    /// How long in-flight requests may run after SIGTERM/SIGINT before the
+    /// process exits anyway.
+    #[arg(long, env = "MSR_SHUTDOWN_GRACE", default_value = "10s")]
+    pub shutdown_grace: GoDuration,
+
+    /// Largest accepted request body on the JSON API, in bytes.
+    #[arg(long, env = "MSR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+}

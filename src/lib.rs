@@ -1,0 +1,26 @@
+//! `msr`: the backup side of Mirantis Secure Registry, speaking MSR's own API.
+//!
+//! The crate is one library behind one binary (`src/main.rs` only parses the
+//! command line). Modules follow the layering in `DESIGN.md`:
+//!
+//! - [`config`]: typed configuration from flags and environment.
+//! - [`server`]: `msr serve` start-up and shutdown: database, migrations,
+//!   bootstrap admin, HTTP listener.
+//! - [`api`]: HTTP only. Translates requests into calls on the domain modules
+//!   and their results back into MSR's JSON shapes and error bodies.
+//! - [`error`]: the API error type and MSR's `{"errors":[…]}` body.
+//! - [`settings`]: backup and SMTP settings: types, validation, persistence.
+//! - [`registry`]: the registry's own data (accounts so far).
+//! - [`db`]: the connection pool and migrations.
+//! - [`schedule`] and [`duration`]: the cron dialect and Go durations that
+//!   MSR's settings are written in.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod duration;
+pub mod error;
+pub mod registry;
+pub mod schedule;
+pub mod server;
+pub mod settings;

@@ -1,0 +1,35 @@
+use clap::Parser as _;
+use tracing_subscriber::EnvFilter;
+
+use msr::config::{Cli, Command, LogFormat};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = match EnvFilter::try_new(&cli.global.log) {
+        Ok(filter) => filter,
+        Err(err) => {
+            eprintln!("msr: invalid MSR_LOG filter {:?}: {err}", cli.global.log);
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.global.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+
+    let outcome = match &cli.command {
+        Command::Serve(args) => msr::server::serve(&cli.global, args).await,
+        Command::Migrate => msr::server::migrate(&cli.global).await,
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `msr serve` and `msr migrate`: start-up, serving, and a bounded shutdown.
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use secrecy::{ExposeSecret as _, SecretString};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::{GlobalArgs, ServeArgs};
+use crate::db;
+use crate::registry::accounts::{self, Bootstrap};
+
+pub async fn connect(global: &GlobalArgs) -> anyhow::Result<PgPool> {
+    let url = global
+        .database_url
+        .as_ref()
+        .context("no database configured: set DATABASE_URL or pass --database-url")?;
+    let patience = global
+        .db_startup_timeout
+        .to_std()
+        .context("MSR_DB_STARTUP_TIMEOUT must not be negative")?;
+    db::connect(url, global.db_max_connections, patience).await
+}
+
+pub async fn migrate(global: &GlobalArgs) -> anyhow::Result<()> {
+    let pool = connect(global).await?;
+    db::migrate(&pool).await?;
+    tracing::info!("database migrations applied");
+    pool.close().await;
+    Ok(())
+}
+
+/// Binds `MSR_LISTEN` and serves until SIGTERM or SIGINT.
+pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    run(global, args, listener, shutdown_signal()).await
+}
+
+/// Serves on `listener` until `shutdown` resolves, then gives in-flight
+/// requests `shutdown_grace` to finish before dropping them: axum alone would
+/// wait forever on a client that keeps a stream open. Tests pass their own
+/// listener (port 0) and shutdown trigger.
+pub async fn run(
+    global: &GlobalArgs,
+    args: &ServeArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = args
+        .shutdown_grace
+        .to_std()
+        .context("MSR_SHUTDOWN_GRACE must not be negative")?;
+    let pool = connect(global).await?;
+    db::migrate(&pool).await?;
+    bootstrap_admin(&pool, &args.admin_username, args.admin_password.as_ref()).await?;
+
+    let app = api::router(AppState { pool: pool.clone() }, args.max_body_bytes);
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!(grace = ?grace, "shutting down: no new connections, finishing requests");
+        let _ = stopping_tx.send(true);
+    });
+    tracing::info!(address = %server_address(&server), "msr serving");
+
+    tokio::select! {
+        served = server => served.context("serving HTTP")?,
+        _ = async {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("grace period over: dropping the connections still open"),
+    }
+    pool.close().await;
+    tracing::info!("msr stopped");
+    Ok(())
+}
+
+fn server_address<M, S, F>(
+    server: &axum::serve::WithGracefulShutdown<TcpListener, M, S, F>,
+) -> String {
+    server
+        .local_addr()
+        .map_or_else(|err| format!("unknown ({err})"), |addr| addr.to_string())
+}
+
+async fn bootstrap_admin(
+    pool: &PgPool,
+    name: &str,
+    password: Option<&SecretString>,
+) -> anyhow::Result<()> {
+    let Some(password) = password else {
+        return Ok(());
+    };
+    if password.expose_secret().is_empty() {
+        anyhow::bail!("MSR_ADMIN_PASSWORD is set but empty");
+    }
+    match accounts::ensure_admin(pool, name, password.expose_secret().to_owned()).await? {
+        Bootstrap::Created => tracing::info!(admin = name, "created the first admin"),
+        Bootstrap::AdminExists => tracing::debug!("an admin exists; MSR_ADMIN_PASSWORD not used"),
+        Bootstrap::NameTaken => tracing::warn!(
+            admin = name,
+            "no admin exists and MSR_ADMIN_USERNAME names an existing non-admin account; \
+             no admin was created"
+        ),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,284 @@
+//! Test harness: a fresh PostgreSQL database per test, the real router served
+//! on port 0, and a TCP proxy that can cut the database off.
+//!
+//! PostgreSQL must be reachable at `MSR_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); when it is not, tests fail
+//! with a message saying so, they never skip.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use msr::config::{GlobalArgs, LogFormat, ServeArgs};
+use sqlx::{Connection as _, PgConnection};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+pub fn server_url() -> String {
+    std::env::var("MSR_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database of its own, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let server = server_url();
+        let mut conn = PgConnection::connect(&server).await.unwrap_or_else(|err| {
+            panic!("PostgreSQL is required for the tests and is not reachable at {server}: {err}")
+        });
+        let name = format!("msr_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("creating the test database");
+        let url = database_url_for(&server, &name);
+        Self { name, url }
+    }
+
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connecting to the test database")
+    }
+}
+
+/// The same server URL pointing at another database (and optionally port).
+fn database_url_for(server: &str, database: &str) -> String {
+    let mut url: url::Url = server.parse().expect("MSR_TEST_DATABASE_URL is a URL");
+    url.set_path(database);
+    url.to_string()
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let server = server_url();
+        // Drop runs outside any async context we could borrow, so use a
+        // private runtime on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime for dropping the test database");
+            runtime.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&server).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn global_args(database_url: &str) -> GlobalArgs {
+    GlobalArgs {
+        database_url: Some(database_url.to_owned().into()),
+        log_format: LogFormat::Text,
+        log: "warn".to_owned(),
+        db_max_connections: 5,
+        db_startup_timeout: "10s".parse().unwrap(),
+    }
+}
+
+pub fn serve_args() -> ServeArgs {
+    ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_username: ADMIN.to_owned(),
+        admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
+        shutdown_grace: "2s".parse().unwrap(),
+        max_body_bytes: 64 * 1024,
+    }
+}
+
+/// `msr serve`'s own code path, in-process, on an ephemeral port.
+pub struct TestApp {
+    pub db: TestDb,
+    pub base: String,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let db = TestDb::new().await;
+        let url = db.url.clone();
+        Self::spawn_on(db, &url).await
+    }
+
+    /// Serves `db`, but connects through `database_url` (e.g. a proxy).
+    pub async fn spawn_on(db: TestDb, database_url: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let global = global_args(database_url);
+        let task = tokio::spawn(async move {
+            msr::server::run(&global, &serve_args(), listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let app = Self {
+            db,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Some(task) = &self.task
+                && task.is_finished()
+            {
+                panic!("msr stopped during start-up");
+            }
+            if self.http.get(self.url("/_ping")).send().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("msr did not start listening");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(self.url(path))
+            .basic_auth(ADMIN, Some(ADMIN_PASSWORD))
+    }
+
+    pub fn put_json(&self, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
+        self.http
+            .put(self.url(path))
+            .basic_auth(ADMIN, Some(ADMIN_PASSWORD))
+            .json(body)
+    }
+
+    /// Creates a user straight in the database.
+    pub async fn create_user(&self, name: &str, password: &str, is_admin: bool) {
+        let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
+        msr::registry::accounts::create_user(&pool, name, password.to_owned(), is_admin)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// Sends `request`, returning the status and the JSON body (Null when empty
+/// or not JSON).
+pub async fn send(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = request.send().await.expect("request reaches msr");
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Asserts an MSR error body: one error with this code, and returns it.
+#[track_caller]
+pub fn assert_error(
+    (status, body): &(reqwest::StatusCode, serde_json::Value),
+    expected_status: u16,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(status.as_u16(), expected_status, "body: {body}");
+    let errors = body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an MSR error body: {body}"));
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["code"], code, "{body}");
+    assert!(
+        errors[0]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    errors[0].clone()
+}
+
+/// A TCP proxy to PostgreSQL that a test can take down and bring back, to
+/// show the server riding out a database outage.
+pub struct DbProxy {
+    pub port: u16,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    down: bool,
+    connections: Vec<JoinHandle<()>>,
+}
+
+impl DbProxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let accept_state = state.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut state = accept_state.lock().unwrap();
+                if state.down {
+                    drop(client);
+                    continue;
+                }
+                state.connections.push(tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Self { port, state }
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    pub fn down(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.down = true;
+        for connection in state.connections.drain(..) {
+            connection.abort();
+        }
+    }
+
+    pub fn up(&self) {
+        self.state.lock().unwrap().down = false;
+    }
+
+    /// `database_url` rewritten to go through this proxy.
+    pub fn url_for(&self, database_url: &str) -> String {
+        let mut url: url::Url = database_url.parse().unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        url.to_string()
+    }
+}

@@ -1,0 +1,212 @@
+//! `msr` the binary, driven as an operator would: migrate, serve, signals,
+//! restarts.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ADMIN, ADMIN_PASSWORD, TestDb, send};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts `msr serve` on an ephemeral port and waits for its "serving" log line.
+    fn start(db: &TestDb, extra_env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_msr"));
+        command
+            .arg("serve")
+            .env("DATABASE_URL", &db.url)
+            .env("MSR_LISTEN", "127.0.0.1:0")
+            .env("MSR_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("MSR_LOG_FORMAT", "json")
+            .env("MSR_SHUTDOWN_GRACE", "1s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("starting msr serve");
+        let stderr = child.stderr.take().unwrap();
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        // Keeps draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut address_tx = Some(address_tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("msr: {line}");
+                let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if entry["fields"]["message"] == "msr serving"
+                    && let Some(tx) = address_tx.take()
+                {
+                    let _ = tx.send(entry["fields"]["address"].as_str().unwrap().to_owned());
+                }
+            }
+        });
+        let address = address_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("msr serve logs its address within 30s");
+        Self {
+            child,
+            base: format!("http://{address}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, returning its exit code and how long it took.
+    fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), started.elapsed());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "msr did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn msr(args: &[&str], db: &TestDb) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_msr"))
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_and_exits() {
+    let db = TestDb::new().await;
+    let output = msr(&["migrate"], &db);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    )
+    .fetch_all(&mut db.connect().await)
+    .await
+    .unwrap();
+    assert!(
+        tables.contains(&"accounts".to_owned()) && tables.contains(&"settings".to_owned()),
+        "{tables:?}"
+    );
+    // Running it again is a no-op, not an error.
+    assert!(msr(&["migrate"], &db).status.success());
+}
+
+#[tokio::test]
+async fn a_missing_database_is_a_clear_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_msr"))
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL"));
+}
+
+#[tokio::test]
+async fn settings_survive_a_restart_and_sigterm_is_clean() {
+    let db = TestDb::new().await;
+    let http = reqwest::Client::new();
+    let mut server = Server::start(&db, &[]);
+    let smtp = json!({"enabled": true, "serverAddress": "127.0.0.1", "serverPort": 2525,
+                      "senderAddress": "msr@example.com", "security": "none"});
+    let (status, _) = send(
+        http.put(server.url("/api/v0/meta/settings/smtp"))
+            .basic_auth(ADMIN, Some(ADMIN_PASSWORD))
+            .json(&smtp),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let backup = json!({"enabled": true, "fullBackup": true, "distributionList": "ops@example.com",
+                        "schedule": "0 30 17 6 OCT *", "deadline": "1h0m0s",
+                        "purge": {"enabled": true, "duration": "1h0m0s"}});
+    let (status, stored) = send(
+        http.put(server.url("/api/v0/meta/settings/backup"))
+            .basic_auth(ADMIN, Some(ADMIN_PASSWORD))
+            .json(&backup),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+
+    server.signal("TERM");
+    let (code, _) = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "SIGTERM is a clean exit");
+
+    // A second start must not create another admin or reset anything.
+    let server = Server::start(&db, &[("MSR_ADMIN_PASSWORD", "a different password")]);
+    let (status, after) = send(
+        http.get(server.url("/api/v0/meta/settings/backup"))
+            .basic_auth(ADMIN, Some(ADMIN_PASSWORD)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(after, stored);
+    let (_, smtp_after) = send(
+        http.get(server.url("/api/v0/meta/settings/smtp"))
+            .basic_auth(ADMIN, Some(ADMIN_PASSWORD)),
+    )
+    .await;
+    assert_eq!(smtp_after["serverPort"], 2525);
+    let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts WHERE is_admin")
+        .fetch_one(&mut db.connect().await)
+        .await
+        .unwrap();
+    assert_eq!(admins, 1);
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_by_the_grace_period() {
+    let db = TestDb::new().await;
+    let mut server = Server::start(&db, &[]);
+    // A client that sent half a request and went quiet: axum on its own would
+    // wait for it forever.
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    std::io::Write::write_all(
+        &mut stalled,
+        b"PUT /api/v0/meta/settings/backup HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    server.signal("INT");
+    let (code, took) = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(
+        took < Duration::from_secs(5),
+        "exit took {took:?} with a 1s grace period"
+    );
+}
