@@ -322,6 +322,8 @@ async fn rejected_settings_change_nothing() {
         ),
         (json!({"enabled": "yes"}), "enabled"),
         (json!({"fullBackup": 1}), "fullBackup"),
+        (json!({"enabled": null}), "enabled"),
+        (json!({"nextRuns": [1]}), "nextRuns[0]"),
         (json!({"purge": true}), "purge"),
         (json!({"keepForever": true}), "keepForever"),
         (json!(["enabled"]), "body"),
@@ -399,6 +401,8 @@ async fn smtp_settings_validate_and_never_return_the_password() {
             "senderAddress",
         ),
         (json!({"security": "ssl"}), "security"),
+        (json!({"password": null}), "password"),
+        (json!({"passwordSet": "yes"}), "passwordSet"),
         (json!({"password": ""}), "password"),
         (json!({"passwordHint": "x"}), "passwordHint"),
     ];

@@ -191,16 +191,20 @@ async fn settings_survive_a_restart_and_sigterm_is_clean() {
 async fn shutdown_is_bounded_by_the_grace_period() {
     let db = TestDb::new().await;
     let mut server = Server::start(&db, &[]);
-    // A client that sent half a request and went quiet: axum on its own would
-    // wait for it forever.
+    // An admin's request whose body never finishes arriving: axum on its own
+    // would wait for it forever.
     let address = server.base.trim_start_matches("http://").to_owned();
     let mut stalled = std::net::TcpStream::connect(&address).unwrap();
-    std::io::Write::write_all(
-        &mut stalled,
-        b"PUT /api/v0/meta/settings/backup HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
-    )
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let credentials = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{ADMIN}:{ADMIN_PASSWORD}"),
+    );
+    let head = format!(
+        "PUT /api/v0/meta/settings/backup HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {credentials}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    std::io::Write::write_all(&mut stalled, head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
 
     server.signal("INT");
     let (code, took) = server.wait_exit(Duration::from_secs(10));

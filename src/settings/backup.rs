@@ -9,12 +9,12 @@ use std::fmt;
 use std::str::FromStr as _;
 
 use chrono::{DateTime, Utc};
-use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::{InvalidSettings, UpdateError, load, lock, parse_update, smtp, store};
+use super::{InvalidSettings, UpdateError, load, lock, parse_update, present, smtp, store};
 use crate::duration::GoDuration;
 use crate::schedule::Schedule;
 
@@ -48,21 +48,30 @@ pub struct Purge {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct BackupUpdate {
+    #[serde(default, deserialize_with = "present")]
     enabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     full_backup: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     distribution_list: Option<AddressList>,
+    #[serde(default, deserialize_with = "present")]
     schedule: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     deadline: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     purge: Option<PurgeUpdate>,
-    /// Read-only, accepted and ignored so that a GET body can be PUT back.
+    /// Read-only: type-checked, then ignored, so that a GET body can be PUT back.
+    #[serde(default, deserialize_with = "present")]
     #[serde(rename = "nextRuns")]
-    _next_runs: Option<IgnoredAny>,
+    _next_runs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PurgeUpdate {
+    #[serde(default, deserialize_with = "present")]
     enabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     duration: Option<String>,
 }
 

@@ -8,12 +8,11 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::{InvalidSettings, UpdateError, backup, load, lock, parse_update, store};
+use super::{InvalidSettings, UpdateError, backup, load, lock, parse_update, present, store};
 
 pub const NAME: &str = "smtp";
 
@@ -111,17 +110,25 @@ impl From<&SmtpSettings> for SmtpView {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SmtpUpdate {
+    #[serde(default, deserialize_with = "present")]
     enabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     user: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     password: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     server_address: Option<String>,
     /// Wider than `u16` so an out-of-range port gets a range message, not a type error.
+    #[serde(default, deserialize_with = "present")]
     server_port: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     sender_address: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     security: Option<Security>,
-    /// Read-only, accepted and ignored so that a GET body can be PUT back.
+    /// Read-only: type-checked, then ignored, so that a GET body can be PUT back.
+    #[serde(default, deserialize_with = "present")]
     #[serde(rename = "passwordSet")]
-    _password_set: Option<IgnoredAny>,
+    _password_set: Option<bool>,
 }
 
 impl SmtpSettings {
