@@ -9,6 +9,17 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::registry::accounts::{self, Account};
 
+/// Any authenticated, active account.
+pub struct Authenticated(pub Account);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authenticated(parts, state).await.map(Authenticated)
+    }
+}
+
 /// An authenticated, active admin. Settings, jobs and backups need one.
 pub struct Admin(pub Account);
 

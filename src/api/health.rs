@@ -8,10 +8,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 
-use super::AppState;
+use axum::http::Method;
+
+use super::{AppState, Route, route};
 
 /// Long enough for a loaded database, short enough for a load balancer probe.
 const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        route(Method::GET, "/_ping", ping),
+        route(Method::GET, "/health", health),
+    ]
+}
 
 pub async fn ping() -> &'static str {
     "OK"

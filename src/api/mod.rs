@@ -33,7 +33,7 @@ pub struct Route {
     handler: MethodRouter<AppState>,
 }
 
-fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
+pub(crate) fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
 where
     H: Handler<T, AppState>,
     T: 'static,
@@ -46,31 +46,11 @@ where
     }
 }
 
+/// Every route, gathered from the resource modules (each has `routes()`).
 pub fn routes() -> Vec<Route> {
-    vec![
-        route(Method::GET, "/_ping", health::ping),
-        route(Method::GET, "/health", health::health),
-        route(
-            Method::GET,
-            "/api/v0/meta/settings/backup",
-            settings::get_backup,
-        ),
-        route(
-            Method::PUT,
-            "/api/v0/meta/settings/backup",
-            settings::put_backup,
-        ),
-        route(
-            Method::GET,
-            "/api/v0/meta/settings/smtp",
-            settings::get_smtp,
-        ),
-        route(
-            Method::PUT,
-            "/api/v0/meta/settings/smtp",
-            settings::put_smtp,
-        ),
-    ]
+    let mut routes = health::routes();
+    routes.extend(settings::routes());
+    routes
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {

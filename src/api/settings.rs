@@ -6,9 +6,11 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::json;
 
-use super::AppState;
+use axum::http::Method;
+
 use super::auth::Admin;
 use super::extract::JsonBody;
+use super::{AppState, Route, route};
 use crate::error::{ApiError, ApiResult};
 use crate::settings::UpdateError;
 use crate::settings::backup::{self, BackupSettings};
@@ -48,6 +50,17 @@ impl From<UpdateError> for ApiError {
             UpdateError::Database(err) => err.into(),
         }
     }
+}
+
+pub(super) fn routes() -> Vec<Route> {
+    const BACKUP: &str = "/api/v0/meta/settings/backup";
+    const SMTP: &str = "/api/v0/meta/settings/smtp";
+    vec![
+        route(Method::GET, BACKUP, get_backup),
+        route(Method::PUT, BACKUP, put_backup),
+        route(Method::GET, SMTP, get_smtp),
+        route(Method::PUT, SMTP, put_smtp),
+    ]
 }
 
 pub async fn get_backup(_: Admin, State(state): State<AppState>) -> ApiResult<Json<BackupView>> {

@@ -1,3 +1,86 @@
-//! The registry's own data. So far: the accounts that log in to the API.
+//! The registry's own data: accounts, repositories, access control, image
+//! metadata, Notary trust data, scan results and the vulnerability database.
+//!
+//! [`DATASETS`] says which tables a backup carries and how: it is the one
+//! place that decides what "scan data" (`--ignore-scan-data`) and "never
+//! backed up" mean.
 
+pub mod access;
 pub mod accounts;
+
+/// How a table takes part in a backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupClass {
+    /// Always in a backup.
+    Always,
+    /// In a backup unless `--ignore-scan-data` is given.
+    ScanData,
+    /// Never in a backup: re-downloaded after a restore.
+    Never,
+}
+
+/// A named group of tables, as MSR's backup documentation lists them.
+#[derive(Debug, Clone, Copy)]
+pub struct Dataset {
+    pub name: &'static str,
+    /// In dependency order: a table comes after those it references.
+    pub tables: &'static [&'static str],
+    pub class: BackupClass,
+}
+
+/// Every table of the schema, each in exactly one dataset (a test checks
+/// this against the live schema), in restore order.
+pub const DATASETS: &[Dataset] = &[
+    Dataset {
+        name: "configurations",
+        tables: &["settings"],
+        class: BackupClass::Always,
+    },
+    Dataset {
+        name: "accounts",
+        tables: &["accounts", "org_members", "teams", "team_members"],
+        class: BackupClass::Always,
+    },
+    Dataset {
+        name: "repositories",
+        tables: &["repositories"],
+        class: BackupClass::Always,
+    },
+    Dataset {
+        name: "access_control",
+        tables: &["team_repository_access"],
+        class: BackupClass::Always,
+    },
+    Dataset {
+        name: "image_metadata",
+        tables: &[
+            "blobs",
+            "repository_blobs",
+            "manifests",
+            "manifest_references",
+            "tags",
+        ],
+        class: BackupClass::Always,
+    },
+    Dataset {
+        name: "notary",
+        tables: &["notary_tuf_files"],
+        class: BackupClass::Always,
+    },
+    Dataset {
+        name: "scan_results",
+        tables: &["scan_results", "scan_layers"],
+        class: BackupClass::ScanData,
+    },
+    Dataset {
+        name: "vulnerability_database",
+        tables: &["vulnerability_feed", "vulnerabilities"],
+        class: BackupClass::Never,
+    },
+    Dataset {
+        // In-progress uploads are transient: a restore starts with none.
+        name: "upload_sessions",
+        tables: &["blob_uploads"],
+        class: BackupClass::Never,
+    },
+];
