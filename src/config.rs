@@ -89,6 +89,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MSR_SHUTDOWN_GRACE", default_value = "10s")]
     pub shutdown_grace: GoDuration,
 
+    /// Where image and chart content is stored: a directory, or
+    /// `s3://bucket/prefix` (credentials, region and endpoint from the usual
+    /// `AWS_*` variables).
+    #[arg(long, env = "MSR_STORAGE", default_value = "./data/registry")]
+    pub storage: String,
+
     /// Largest accepted request body on the JSON API, in bytes.
     #[arg(long, env = "MSR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -70,6 +70,13 @@ impl ApiError {
         .with_detail(json!({ "requestID": request_id }))
     }
 
+    /// The same failure under another API's code (the OCI distribution API
+    /// says `UNAUTHORIZED` where MSR's says `NOT_AUTHENTICATED`).
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

@@ -11,6 +11,7 @@
 //! - [`error`]: the API error type and MSR's `{"errors":[…]}` body.
 //! - [`settings`]: backup and SMTP settings: types, validation, persistence.
 //! - [`registry`]: the registry's own data (accounts so far).
+//! - [`storage`]: the object store (local directory or S3) for image content.
 //! - [`db`]: the connection pool and migrations.
 //! - [`schedule`] and [`duration`]: the cron dialect and Go durations that
 //!   MSR's settings are written in.
@@ -24,3 +25,4 @@ pub mod registry;
 pub mod schedule;
 pub mod server;
 pub mod settings;
+pub mod storage;

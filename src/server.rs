@@ -11,6 +11,7 @@ use crate::api::{self, AppState};
 use crate::config::{GlobalArgs, ServeArgs};
 use crate::db;
 use crate::registry::accounts::{self, Bootstrap};
+use crate::storage::Storage;
 
 pub async fn connect(global: &GlobalArgs) -> anyhow::Result<PgPool> {
     let url = global
@@ -54,11 +55,19 @@ pub async fn run(
         .shutdown_grace
         .to_std()
         .context("MSR_SHUTDOWN_GRACE must not be negative")?;
+    let storage = Storage::open(&args.storage)?;
+    tracing::info!(storage = storage.location(), "registry storage");
     let pool = connect(global).await?;
     db::migrate(&pool).await?;
     bootstrap_admin(&pool, &args.admin_username, args.admin_password.as_ref()).await?;
 
-    let app = api::router(AppState { pool: pool.clone() }, args.max_body_bytes);
+    let app = api::router(
+        AppState {
+            pool: pool.clone(),
+            storage,
+        },
+        args.max_body_bytes,
+    );
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;

@@ -691,6 +691,9 @@ fn openapi_and_router_agree() {
     // Every operation documents its error responses with the MSR schema.
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
             let responses = operation["responses"]
                 .as_object()
                 .unwrap_or_else(|| panic!("{method} {path}: no responses"));

@@ -3,96 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{ADMIN, ADMIN_PASSWORD, TestDb, send};
+use common::{ADMIN, ADMIN_PASSWORD, Server, TestDb, send};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    /// Starts `msr serve` on an ephemeral port and waits for its "serving" log line.
-    fn start(db: &TestDb, extra_env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_msr"));
-        command
-            .arg("serve")
-            .env("DATABASE_URL", &db.url)
-            .env("MSR_LISTEN", "127.0.0.1:0")
-            .env("MSR_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("MSR_LOG_FORMAT", "json")
-            .env("MSR_SHUTDOWN_GRACE", "1s")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (name, value) in extra_env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("starting msr serve");
-        let stderr = child.stderr.take().unwrap();
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
-        // Keeps draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut address_tx = Some(address_tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("msr: {line}");
-                let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                if entry["fields"]["message"] == "msr serving"
-                    && let Some(tx) = address_tx.take()
-                {
-                    let _ = tx.send(entry["fields"]["address"].as_str().unwrap().to_owned());
-                }
-            }
-        });
-        let address = address_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("msr serve logs its address within 30s");
-        Self {
-            child,
-            base: format!("http://{address}"),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit, returning its exit code and how long it took.
-    fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), started.elapsed());
-            }
-            assert!(
-                started.elapsed() < limit,
-                "msr did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use serde_json::json;
 
 fn msr(args: &[&str], db: &TestDb) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_msr"))

@@ -37,7 +37,7 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-async fn authenticated(parts: &Parts, state: &AppState) -> Result<Account, ApiError> {
+pub(crate) async fn authenticated(parts: &Parts, state: &AppState) -> Result<Account, ApiError> {
     let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
         return Err(ApiError::not_authenticated(
             "authentication required: send HTTP Basic credentials",

@@ -2,10 +2,12 @@
 //! rejection. Handlers call into the domain modules, which never see axum.
 
 pub mod auth;
+mod distribution;
 pub mod extract;
 mod health;
 pub mod request_id;
 mod settings;
+mod tags;
 
 use std::any::Any;
 
@@ -19,10 +21,13 @@ use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
+use crate::storage::Storage;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Registry content: blobs and manifests.
+    pub storage: Storage,
 }
 
 /// One method on one path. The router is built from [`routes`] alone, so the
@@ -50,6 +55,8 @@ where
 pub fn routes() -> Vec<Route> {
     let mut routes = health::routes();
     routes.extend(settings::routes());
+    routes.extend(distribution::routes());
+    routes.extend(tags::routes());
     routes
 }
 

@@ -90,3 +90,35 @@ pub async fn repository_access(
         team.max(public)
     })
 }
+
+/// `namespace/name` of the repositories `account` may read, in lexical
+/// order after `last`: the `/v2/_catalog` listing. The condition is
+/// [`repository_access`]'s rule written as SQL, so listing needs one query.
+pub async fn readable_repository_names(
+    executor: impl PgExecutor<'_>,
+    account: &Account,
+    last: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT a.name || '/' || r.name AS full_name
+           FROM repositories r JOIN accounts a ON a.id = r.namespace_id
+          WHERE ($2
+                 OR r.visibility = 'public'
+                 OR r.namespace_id = $1
+                 OR EXISTS (SELECT 1 FROM org_members m
+                             WHERE m.org_id = r.namespace_id AND m.user_id = $1 AND m.is_admin)
+                 OR EXISTS (SELECT 1 FROM team_repository_access ta
+                              JOIN team_members tm ON tm.team_id = ta.team_id
+                             WHERE ta.repository_id = r.id AND tm.user_id = $1))
+            AND ($3::text IS NULL OR a.name || '/' || r.name > $3)
+          ORDER BY full_name
+          LIMIT $4",
+    )
+    .bind(account.id)
+    .bind(account.is_admin)
+    .bind(last)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}

@@ -7,6 +7,64 @@
 
 pub mod access;
 pub mod accounts;
+pub mod blobs;
+pub mod digest;
+pub mod manifests;
+
+use uuid::Uuid;
+
+/// Why a content operation (blob or manifest) failed, in the OCI
+/// distribution spec's terms; the API maps each to the spec's error code.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("blob unknown to this repository")]
+    BlobUnknown,
+    #[error("no such blob upload")]
+    BlobUploadUnknown,
+    #[error("{0}")]
+    BlobUploadInvalid(String),
+    #[error("the upload does not continue at byte {size}")]
+    RangeInvalid { size: u64 },
+    #[error("{0}")]
+    DigestInvalid(String),
+    #[error("{0}")]
+    ManifestInvalid(String),
+    #[error("manifest references {0}, which is not in this repository")]
+    ManifestBlobUnknown(String),
+    #[error("{0}")]
+    TagInvalid(String),
+    #[error("tag {0:?} is immutable in this repository")]
+    TagImmutable(String),
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::Error),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A repository as the content API needs it.
+#[derive(Debug, Clone)]
+pub struct RepositoryRef {
+    pub id: Uuid,
+    pub immutable_tags: bool,
+}
+
+/// Looks a repository up by `namespace/name`.
+pub async fn find_repository(
+    pool: &sqlx::PgPool,
+    namespace: &str,
+    name: &str,
+) -> sqlx::Result<Option<RepositoryRef>> {
+    let row: Option<(Uuid, bool)> = sqlx::query_as(
+        "SELECT r.id, r.immutable_tags
+           FROM repositories r JOIN accounts a ON a.id = r.namespace_id
+          WHERE a.name = $1 AND r.name = $2",
+    )
+    .bind(namespace)
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(id, immutable_tags)| RepositoryRef { id, immutable_tags }))
+}
 
 /// How a table takes part in a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,8 +7,11 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use msr::config::{GlobalArgs, LogFormat, ServeArgs};
 use sqlx::{Connection as _, PgConnection};
@@ -93,8 +96,9 @@ pub fn global_args(database_url: &str) -> GlobalArgs {
     }
 }
 
-pub fn serve_args() -> ServeArgs {
+pub fn serve_args(storage: &std::path::Path) -> ServeArgs {
     ServeArgs {
+        storage: storage.display().to_string(),
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_username: ADMIN.to_owned(),
         admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
@@ -106,6 +110,8 @@ pub fn serve_args() -> ServeArgs {
 /// `msr serve`'s own code path, in-process, on an ephemeral port.
 pub struct TestApp {
     pub db: TestDb,
+    /// Registry content of this app alone.
+    pub storage: tempfile::TempDir,
     pub base: String,
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -125,14 +131,17 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let global = global_args(database_url);
+        let storage = tempfile::tempdir().expect("a temporary storage directory");
+        let args = serve_args(storage.path());
         let task = tokio::spawn(async move {
-            msr::server::run(&global, &serve_args(), listener, async {
+            msr::server::run(&global, &args, listener, async {
                 let _ = stopped.await;
             })
             .await
         });
         let app = Self {
             db,
+            storage,
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
             stop: Some(stop),
@@ -280,5 +289,98 @@ impl DbProxy {
         url.set_host(Some("127.0.0.1")).unwrap();
         url.set_port(Some(self.port)).unwrap();
         url.to_string()
+    }
+}
+
+/// `msr serve`, the binary, on an ephemeral port.
+pub struct Server {
+    child: Child,
+    storage: tempfile::TempDir,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `msr serve` on an ephemeral port and waits for its "serving" log line.
+    pub fn start(db: &TestDb, extra_env: &[(&str, &str)]) -> Self {
+        let storage = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_msr"));
+        command
+            .arg("serve")
+            .env("MSR_STORAGE", storage.path())
+            .env("DATABASE_URL", &db.url)
+            .env("MSR_LISTEN", "127.0.0.1:0")
+            .env("MSR_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("MSR_LOG_FORMAT", "json")
+            .env("MSR_SHUTDOWN_GRACE", "1s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("starting msr serve");
+        let stderr = child.stderr.take().unwrap();
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        // Keeps draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut address_tx = Some(address_tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("msr: {line}");
+                let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if entry["fields"]["message"] == "msr serving"
+                    && let Some(tx) = address_tx.take()
+                {
+                    let _ = tx.send(entry["fields"]["address"].as_str().unwrap().to_owned());
+                }
+            }
+        });
+        let address = address_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("msr serve logs its address within 30s");
+        Self {
+            child,
+            storage,
+            base: format!("http://{address}"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The registry storage directory (unless `MSR_STORAGE` was overridden).
+    pub fn storage_path(&self) -> &std::path::Path {
+        self.storage.path()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, returning its exit code and how long it took.
+    pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), started.elapsed());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "msr did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
