@@ -240,15 +240,25 @@ async fn base(RegistryUser(_): RegistryUser) -> Response {
     registry_headers(Json(json!({})).into_response())
 }
 
+/// Unknown query parameters are refused, so a misspelt one is not silently ignored.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Page {
     n: Option<i64>,
     last: Option<String>,
 }
 
 impl Page {
-    fn limit(&self) -> i64 {
-        self.n.unwrap_or(DEFAULT_PAGE).clamp(0, MAX_PAGE)
+    fn limit(&self) -> Result<i64, RegistryError> {
+        match self.n {
+            None => Ok(DEFAULT_PAGE),
+            Some(n) if n < 0 => Err(RegistryError(error(
+                StatusCode::BAD_REQUEST,
+                "PAGINATION_NUMBER_INVALID",
+                format!("n must not be negative, got {n}"),
+            ))),
+            Some(n) => Ok(n.min(MAX_PAGE)),
+        }
     }
 }
 
@@ -258,7 +268,7 @@ fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, Reg
         .map_err(|err| {
             RegistryError(error(
                 StatusCode::BAD_REQUEST,
-                "PAGINATION_NUMBER_INVALID",
+                "INVALID_PARAMETERS",
                 err.body_text(),
             ))
         })
@@ -288,7 +298,7 @@ async fn catalog(
     request: Request,
 ) -> RegistryResult {
     let page: Page = query(request.uri())?;
-    let limit = page.limit();
+    let limit = page.limit()?;
     let names =
         access::readable_repository_names(&state.pool, &account, page.last.as_deref(), limit + 1)
             .await?;
@@ -318,7 +328,7 @@ async fn tags_list(
     )
     .await?;
     let page: Page = query(request.uri())?;
-    let limit = page.limit();
+    let limit = page.limit()?;
     let tags = manifests::tag_names(&state.pool, repo.id, page.last.as_deref(), limit + 1).await?;
     let more = tags.len() as i64 > limit;
     let tags: Vec<String> = tags.into_iter().take(limit as usize).collect();
@@ -577,6 +587,7 @@ fn blob_created(namespace: &str, repository: &str, digest: &Digest) -> Response 
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StartUpload {
     digest: Option<String>,
     mount: Option<String>,
@@ -692,6 +703,7 @@ async fn patch_upload(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FinishUpload {
     digest: Option<String>,
 }
