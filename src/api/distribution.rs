@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -25,7 +25,6 @@ use crate::registry::{ContentError, RepositoryRef, blobs, find_repository};
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
-use axum::http::HeaderName;
 
 /// Page size for `tags/list` and `_catalog` when the client sets none.
 const DEFAULT_PAGE: i64 = 100;
