@@ -4,8 +4,11 @@
 pub mod auth;
 pub mod extract;
 mod health;
+mod imagescan;
+mod registry;
 pub mod request_id;
 mod settings;
+mod trust;
 
 use std::any::Any;
 
@@ -33,6 +36,15 @@ pub struct Route {
     handler: MethodRouter<AppState>,
 }
 
+impl Route {
+    /// A body limit for this route alone, in place of `MSR_MAX_BODY_BYTES`:
+    /// the limit set closest to the handler is the one that applies.
+    pub(crate) fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.handler = self.handler.layer(DefaultBodyLimit::max(bytes));
+        self
+    }
+}
+
 pub(crate) fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
 where
     H: Handler<T, AppState>,
@@ -50,6 +62,8 @@ where
 pub fn routes() -> Vec<Route> {
     let mut routes = health::routes();
     routes.extend(settings::routes());
+    routes.extend(trust::routes());
+    routes.extend(imagescan::routes());
     routes
 }
 

@@ -7,6 +7,12 @@
 
 pub mod access;
 pub mod accounts;
+pub mod invalid;
+pub mod lookup;
+pub mod notary;
+pub mod scans;
+pub mod time;
+pub mod vulnerabilities;
 
 /// How a table takes part in a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
