@@ -282,6 +282,15 @@ async fn trust_data_versions_per_role_and_deletion() {
         404,
         "NO_SUCH_TRUST_DATA",
     );
+    assert_error(
+        &send(app.get(&format!(
+            "{}?verison=1",
+            trust("engineering/api", "targets")
+        )))
+        .await,
+        400,
+        "INVALID_PARAMETERS",
+    );
     for query in ["?version=0", "?version=-1", "?version=two", "?version=1.0"] {
         let error = assert_error(
             &send(app.get(&format!("{}{query}", trust("engineering/api", "targets")))).await,

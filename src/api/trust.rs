@@ -94,7 +94,10 @@ async fn delete_all(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Unknown parameters are refused: a misspelt `?verison=1` must not quietly
+/// return the latest version instead.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct VersionQuery {
     version: Option<String>,
 }
