@@ -19,7 +19,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::registry::access::{self, AccessLevel};
 use crate::registry::invalid;
 use crate::registry::scans::{self, ScanResult, Stored, Summary, TagScan};
-use crate::registry::vulnerabilities::{self, BodyOrDatabase, Feed, Vulnerability};
+use crate::registry::vulnerabilities::{self, Feed, ReplaceError, Vulnerability};
 
 /// A vulnerability feed is far larger than any other request body (100 000
 /// entries is about 15 MB), so its route alone accepts this much, whatever
@@ -54,11 +54,11 @@ impl From<scans::PutError> for ApiError {
     }
 }
 
-impl From<BodyOrDatabase> for ApiError {
-    fn from(err: BodyOrDatabase) -> Self {
+impl From<ReplaceError> for ApiError {
+    fn from(err: ReplaceError) -> Self {
         match err {
-            BodyOrDatabase::Body(err) => err.into(),
-            BodyOrDatabase::Database(err) => err.into(),
+            ReplaceError::Body(err) => err.into(),
+            ReplaceError::Database(err) => err.into(),
         }
     }
 }

@@ -113,7 +113,7 @@ fn check(body: &[u8]) -> Result<(String, Columns), BodyError> {
 }
 
 /// Replaces the whole database with the uploaded feed.
-pub async fn replace(pool: &PgPool, body: &[u8]) -> Result<Feed, BodyOrDatabase> {
+pub async fn replace(pool: &PgPool, body: &[u8]) -> Result<Feed, ReplaceError> {
     let (version, columns) = check(body)?;
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -156,7 +156,7 @@ pub async fn replace(pool: &PgPool, body: &[u8]) -> Result<Feed, BodyOrDatabase>
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BodyOrDatabase {
+pub enum ReplaceError {
     #[error(transparent)]
     Body(#[from] BodyError),
     #[error(transparent)]
