@@ -29,6 +29,66 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Developer tools: not for production databases.
+    #[command(subcommand)]
+    Dev(DevCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Fill the database with a large, realistic, deterministic data set.
+    ///
+    /// Writes metadata only, straight into PostgreSQL: accounts, orgs, teams,
+    /// repositories, access grants, blobs, manifests, tags, scan results and
+    /// Notary trust data. No blob content is written to storage, so image
+    /// pulls and full backups of seeded images find nothing to copy. Runs in
+    /// one transaction holding exclusive locks on the registry tables (their
+    /// indexes and foreign keys are rebuilt after loading), and refuses a
+    /// database that already has repositories unless --force is given.
+    /// Applies pending migrations first, as `msr serve` does.
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// Users; each logs in with --password.
+    #[arg(long, default_value_t = 1000)]
+    pub users: u32,
+    /// Organizations, each with members drawn from the users.
+    #[arg(long, default_value_t = 100)]
+    pub orgs: u32,
+    /// Teams in each organization.
+    #[arg(long, default_value_t = 5)]
+    pub teams_per_org: u32,
+    /// Repositories, four in five in organization namespaces.
+    #[arg(long, default_value_t = 10_000)]
+    pub repositories: u32,
+    /// Tags, each pointing at a manifest of its own; every repository gets
+    /// `latest` first, the rest are spread unevenly, as in real registries.
+    #[arg(long, default_value_t = 200_000)]
+    pub tags: u32,
+    /// Manifests with a scan result (at most --tags).
+    #[arg(long, default_value_t = 200_000)]
+    pub scan_results: u32,
+    /// Repositories with Notary trust data: root, targets, snapshot and
+    /// timestamp files, in several versions (at most --repositories).
+    #[arg(long, default_value_t = 1000)]
+    pub notary_repositories: u32,
+    /// Seed of the generator: the same seed and counts give the same data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u32,
+    /// Password of every seeded user (one argon2id hash, computed once).
+    #[arg(
+        long,
+        env = "MSR_SEED_PASSWORD",
+        hide_env_values = true,
+        default_value = "seed-password"
+    )]
+    pub password: SecretString,
+    /// Add to a database that already has repositories. Account names then
+    /// carry a `-s<seed>` suffix; use a --seed not used before.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,9 +10,13 @@
 //!   and their results back into MSR's JSON shapes and error bodies.
 //! - [`error`]: the API error type and MSR's `{"errors":[…]}` body.
 //! - [`settings`]: backup and SMTP settings: types, validation, persistence.
-//! - [`registry`]: the registry's own data (accounts so far).
+//! - [`registry`]: the registry's own data: accounts, access, repository
+//!   content metadata, Notary trust data, scan results, the vulnerability
+//!   database.
 //! - [`storage`]: the object store (local directory or S3) for image content.
 //! - [`db`]: the connection pool and migrations.
+//! - [`seed`]: `msr dev seed`, a large synthetic data set for development
+//!   and benchmarks.
 //! - [`schedule`] and [`duration`]: the cron dialect and Go durations that
 //!   MSR's settings are written in.
 
@@ -23,6 +27,7 @@ pub mod duration;
 pub mod error;
 pub mod registry;
 pub mod schedule;
+pub mod seed;
 pub mod server;
 pub mod settings;
 pub mod storage;

@@ -3,7 +3,7 @@ use std::io::IsTerminal as _;
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
-use msr::config::{Cli, Command, LogFormat};
+use msr::config::{Cli, Command, DevCommand, LogFormat};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -27,6 +27,7 @@ async fn main() -> std::process::ExitCode {
     let outcome = match &cli.command {
         Command::Serve(args) => msr::server::serve(&cli.global, args).await,
         Command::Migrate => msr::server::migrate(&cli.global).await,
+        Command::Dev(DevCommand::Seed(args)) => msr::seed::run(&cli.global, args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

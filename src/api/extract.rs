@@ -1,8 +1,10 @@
 //! Extractors whose rejections are MSR error bodies instead of axum's plain text.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -12,6 +14,22 @@ use crate::error::ApiError;
 pub struct JsonBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let JsonBytes(bytes) = JsonBytes::from_request(request, state).await?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|err| {
+            ApiError::invalid_json(format!("the request body is not valid JSON: {err}"))
+        })
+    }
+}
+
+/// The raw bytes of a body sent as JSON, for a domain module that parses
+/// them itself: to keep them exactly as sent (signed Notary metadata), or to
+/// read a large body straight into its own types.
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
@@ -32,19 +50,58 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 "the request body must be JSON, sent with Content-Type: application/json",
             ));
         }
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
-                    _ => ApiError::invalid_json(format!(
-                        "could not read the request body: {}",
-                        rejection.body_text()
-                    )),
-                })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|err| {
-            ApiError::invalid_json(format!("the request body is not valid JSON: {err}"))
-        })
+        Bytes::from_request(request, state)
+            .await
+            .map(JsonBytes)
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
+                _ => ApiError::invalid_json(format!(
+                    "could not read the request body: {}",
+                    rejection.body_text()
+                )),
+            })
+    }
+}
+
+/// Path parameters, with MSR's error when they cannot be read (for example
+/// percent-encoded bytes that are not UTF-8).
+pub struct PathParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(params)) => Ok(PathParams(params)),
+            Err(rejection) if rejection.status().is_client_error() => Err(
+                ApiError::invalid_parameters(format!("path: {}", rejection.body_text())),
+            ),
+            Err(rejection) => Err(ApiError::internal(rejection.body_text())),
+        }
+    }
+}
+
+/// Query parameters, with MSR's error when they do not fit `T`.
+pub struct QueryParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(params)| QueryParams(params))
+            .map_err(|rejection| {
+                ApiError::invalid_parameters(format!("query: {}", rejection.body_text()))
+            })
     }
 }
 

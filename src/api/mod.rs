@@ -5,9 +5,12 @@ pub mod auth;
 mod distribution;
 pub mod extract;
 mod health;
+mod imagescan;
+mod registry;
 pub mod request_id;
 mod settings;
 mod tags;
+mod trust;
 
 use std::any::Any;
 
@@ -38,6 +41,15 @@ pub struct Route {
     handler: MethodRouter<AppState>,
 }
 
+impl Route {
+    /// A body limit for this route alone, in place of `MSR_MAX_BODY_BYTES`:
+    /// the limit set closest to the handler is the one that applies.
+    pub(crate) fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.handler = self.handler.layer(DefaultBodyLimit::max(bytes));
+        self
+    }
+}
+
 pub(crate) fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
 where
     H: Handler<T, AppState>,
@@ -57,6 +69,8 @@ pub fn routes() -> Vec<Route> {
     routes.extend(settings::routes());
     routes.extend(distribution::routes());
     routes.extend(tags::routes());
+    routes.extend(trust::routes());
+    routes.extend(imagescan::routes());
     routes
 }
 

@@ -9,7 +9,13 @@ pub mod access;
 pub mod accounts;
 pub mod blobs;
 pub mod digest;
+pub mod invalid;
+pub mod lookup;
 pub mod manifests;
+pub mod notary;
+pub mod scans;
+pub mod time;
+pub mod vulnerabilities;
 
 use uuid::Uuid;
 

@@ -194,6 +194,14 @@ impl SmtpSettings {
                 "must not contain control characters",
             ));
         }
+        // AUTH PLAIN separates the user and password with NUL, and
+        // PostgreSQL's jsonb, where settings are stored, cannot hold one.
+        if self.password.expose().contains('\0') {
+            return Err(InvalidSettings::new(
+                "password",
+                "must not contain NUL characters",
+            ));
+        }
         if self.enabled {
             if self.server_address.is_empty() {
                 return Err(InvalidSettings::new(
@@ -323,6 +331,7 @@ mod tests {
             ),
             (json!({"senderAddress": "msr"}), "senderAddress"),
             (json!({"security": "ssl"}), "security"),
+            (json!({"password": "pass\u{0}word"}), "password"),
             (json!({"enabled": true}), "serverAddress"),
             (
                 json!({"enabled": true, "serverAddress": "10.0.0.1"}),
