@@ -10,7 +10,8 @@
 //!   and their results back into MSR's JSON shapes and error bodies.
 //! - [`error`]: the API error type and MSR's `{"errors":[…]}` body.
 //! - [`settings`]: backup and SMTP settings: types, validation, persistence.
-//! - [`registry`]: the registry's own data (accounts so far).
+//! - [`registry`]: the registry's own data: accounts, organizations and
+//!   teams, repositories, and who may access them.
 //! - [`db`]: the connection pool and migrations.
 //! - [`schedule`] and [`duration`]: the cron dialect and Go durations that
 //!   MSR's settings are written in.

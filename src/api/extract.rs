@@ -1,8 +1,10 @@
 //! Extractors whose rejections are MSR error bodies instead of axum's plain text.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -15,36 +17,123 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(';').next())
-            .map(|essence| {
-                let essence = essence.trim().to_ascii_lowercase();
-                essence == "application/json" || essence.ends_with("+json")
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
-                "the request body must be JSON, sent with Content-Type: application/json",
-            ));
+        if !is_json(&request) {
+            return Err(unsupported_media_type());
         }
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
-                    _ => ApiError::invalid_json(format!(
-                        "could not read the request body: {}",
-                        rejection.body_text()
-                    )),
-                })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|err| {
-            ApiError::invalid_json(format!("the request body is not valid JSON: {err}"))
+        parse(&read(request, state).await?).map(JsonBody)
+    }
+}
+
+/// A JSON body that may be left out (`None` for an empty body, whatever its
+/// content type), for PUTs whose body only carries optional settings.
+pub struct OptionalJsonBody(pub Option<Value>);
+
+impl<S: Send + Sync> FromRequest<S> for OptionalJsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = is_json(&request);
+        let bytes = read(request, state).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalJsonBody(None));
+        }
+        if !is_json {
+            return Err(unsupported_media_type());
+        }
+        parse(&bytes).map(|value| OptionalJsonBody(Some(value)))
+    }
+}
+
+fn is_json(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|essence| {
+            let essence = essence.trim().to_ascii_lowercase();
+            essence == "application/json" || essence.ends_with("+json")
         })
+        .unwrap_or(false)
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UNSUPPORTED_MEDIA_TYPE",
+        "the request body must be JSON, sent with Content-Type: application/json",
+    )
+}
+
+async fn read<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
+            _ => ApiError::invalid_json(format!(
+                "could not read the request body: {}",
+                rejection.body_text()
+            )),
+        })
+}
+
+fn parse(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::invalid_json(format!("the request body is not valid JSON: {err}")))
+}
+
+/// Path parameters, with MSR's error body when they cannot be decoded
+/// (percent-encoded bytes that are not UTF-8).
+pub struct PathParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(params)| PathParams(params))
+            .map_err(|rejection| {
+                ApiError::invalid_parameters(format!(
+                    "the path parameters cannot be read: {}",
+                    rejection.body_text()
+                ))
+            })
+    }
+}
+
+/// The query string as name/value pairs, with MSR's error body when it
+/// cannot be decoded. Unknown parameters are left to the handler (and
+/// ignored), as HTTP APIs commonly do.
+pub struct QueryParams(pub Vec<(String, String)>);
+
+impl QueryParams {
+    /// The first value of `name`, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(pairs)| QueryParams(pairs))
+            .map_err(|rejection| {
+                ApiError::invalid_parameters(format!(
+                    "the query string cannot be read: {}",
+                    rejection.body_text()
+                ))
+            })
     }
 }
 

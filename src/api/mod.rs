@@ -1,11 +1,14 @@
 //! HTTP only: routing, extractors, auth, and MSR's error shape for every
 //! rejection. Handlers call into the domain modules, which never see axum.
 
+mod accounts;
 pub mod auth;
 pub mod extract;
 mod health;
+mod repositories;
 pub mod request_id;
 mod settings;
+mod teams;
 
 use std::any::Any;
 
@@ -50,6 +53,9 @@ where
 pub fn routes() -> Vec<Route> {
     let mut routes = health::routes();
     routes.extend(settings::routes());
+    routes.extend(accounts::routes());
+    routes.extend(teams::routes());
+    routes.extend(repositories::routes());
     routes
 }
 
