@@ -33,6 +33,9 @@ pub(super) fn routes() -> Vec<Route> {
     ]
 }
 
+/// The query parameters of a list that pages by name.
+pub(super) const PAGING: [&str; 2] = ["start", "limit"];
+
 /// `start` and `limit`, as every eNZi list takes them.
 pub(super) fn page_request(query: &QueryParams) -> ApiResult<PageRequest> {
     Ok(PageRequest::parse(query.get("start"), query.get("limit"))?)
@@ -48,6 +51,7 @@ pub async fn list_accounts(
     State(state): State<AppState>,
     query: QueryParams,
 ) -> ApiResult<Json<Value>> {
+    let query = query.only(&["filter", "start", "limit"])?;
     let filter = match query.get("filter") {
         Some(filter) => Filter::parse(filter)?,
         None => Filter::All,
@@ -101,7 +105,7 @@ pub async fn list_members(
     PathParams(org): PathParams<String>,
     query: QueryParams,
 ) -> ApiResult<Json<Value>> {
-    let page = page_request(&query)?;
+    let page = page_request(&query.only(&PAGING)?)?;
     let members = orgs::members(&state.pool, &actor, &org, &page).await?;
     Ok(page_json("members", members))
 }

@@ -107,11 +107,29 @@ where
 }
 
 /// The query string as name/value pairs, with MSR's error body when it
-/// cannot be decoded. Unknown parameters are left to the handler (and
-/// ignored), as HTTP APIs commonly do.
+/// cannot be decoded.
 pub struct QueryParams(pub Vec<(String, String)>);
 
 impl QueryParams {
+    /// Refuses parameters outside `known`, as bodies refuse unknown fields:
+    /// a misspelt `limit` should not silently mean the default.
+    pub fn only(self, known: &[&str]) -> Result<Self, ApiError> {
+        if let Some((name, _)) = self
+            .0
+            .iter()
+            .find(|(name, _)| !known.contains(&name.as_str()))
+        {
+            return Err(ApiError::from(crate::registry::Invalid::new(
+                name.clone(),
+                format!(
+                    "unknown query parameter; this route takes {}",
+                    known.join(", ")
+                ),
+            )));
+        }
+        Ok(self)
+    }
+
     /// The first value of `name`, if given.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

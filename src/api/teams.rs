@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
 
-use super::accounts::{page_json, page_request};
+use super::accounts::{PAGING, page_json, page_request};
 use super::auth::Authenticated;
 use super::extract::{JsonBody, OptionalJsonBody, PathParams, QueryParams};
 use super::{AppState, Route, route};
@@ -36,7 +36,7 @@ pub async fn list_teams(
     PathParams(org): PathParams<String>,
     query: QueryParams,
 ) -> ApiResult<Json<Value>> {
-    let page = page_request(&query)?;
+    let page = page_request(&query.only(&PAGING)?)?;
     Ok(page_json(
         "teams",
         teams::list(&state.pool, &actor, &org, &page).await?,
@@ -89,7 +89,7 @@ pub async fn list_members(
     PathParams((org, team)): PathParams<(String, String)>,
     query: QueryParams,
 ) -> ApiResult<Json<Value>> {
-    let page = page_request(&query)?;
+    let page = page_request(&query.only(&PAGING)?)?;
     Ok(page_json(
         "members",
         teams::members(&state.pool, &actor, &org, &team, &page).await?,

@@ -23,7 +23,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::{
-    Error, Invalid, Page, PageRequest, Result, Thing, check_length, check_name, on_unique,
+    Error, Invalid, Page, PageRequest, Result, Thing, check_name, check_text, on_unique,
     parse_body, present,
 };
 
@@ -68,6 +68,8 @@ pub async fn authenticate(
     name: &str,
     password: String,
 ) -> anyhow::Result<Option<Account>> {
+    // PostgreSQL text cannot hold NUL; no account has one in its name.
+    let name = if name.contains('\0') { "" } else { name };
     let row: Option<(Uuid, String, bool, bool, Option<String>)> = sqlx::query_as(
         "SELECT id, name, is_admin, is_active, password_hash
            FROM accounts
@@ -315,6 +317,10 @@ fn no_such_account(name: &str) -> Error {
 
 /// The account named `name`, if any.
 pub async fn find(executor: impl PgExecutor<'_>, name: &str) -> sqlx::Result<Option<AccountInfo>> {
+    // No such name can exist, and PostgreSQL would refuse some (NUL).
+    if !super::is_valid_name(name) {
+        return Ok(None);
+    }
     sqlx::query_as(concat!(
         "SELECT ",
         account_columns!(),
@@ -391,7 +397,7 @@ pub async fn create(pool: &PgPool, body: Value) -> Result<AccountInfo> {
         None => return Err(Invalid::new("password", "users need a password").into()),
     };
     let full_name = new.full_name.unwrap_or_default();
-    check_length("fullName", &full_name, MAX_FULL_NAME_CHARS)?;
+    check_text("fullName", &full_name, MAX_FULL_NAME_CHARS)?;
 
     let name = new.name;
     sqlx::query_as(concat!(
@@ -448,7 +454,7 @@ pub async fn update(
         }
     }
     if let Some(full_name) = &update.full_name {
-        check_length("fullName", full_name, MAX_FULL_NAME_CHARS)?;
+        check_text("fullName", full_name, MAX_FULL_NAME_CHARS)?;
     }
     let password_hash = match update.password {
         Some(password) => {
@@ -505,6 +511,9 @@ pub async fn update(
 /// `DELETE /enzi/v0/accounts/{account}` (the caller is an admin). The
 /// account's memberships, teams and repositories go with it.
 pub async fn delete(pool: &PgPool, name: &str) -> Result<()> {
+    if !super::is_valid_name(name) {
+        return Err(no_such_account(name));
+    }
     let mut tx = pool.begin().await?;
     lock_admins(&mut tx).await?;
     let (id, is_admin, is_active, is_org): (Uuid, bool, bool, bool) = sqlx::query_as(

@@ -140,8 +140,12 @@ pub(crate) fn parse_body<T: DeserializeOwned>(body: Value) -> Result<T, Invalid>
 }
 
 /// Refuses a text field longer than `max` characters (as JSON Schema counts
-/// `maxLength`: code points).
-pub(crate) fn check_length(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
+/// `maxLength`: code points), or one with a NUL character, which PostgreSQL
+/// text cannot hold.
+pub(crate) fn check_text(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
+    if value.contains('\0') {
+        return Err(Invalid::new(field, "must not contain NUL characters"));
+    }
     let length = value.chars().count();
     if length > max {
         return Err(Invalid::new(
@@ -207,8 +211,12 @@ impl PageRequest {
                     )
                 })?,
         };
+        let start = start.unwrap_or_default();
+        if start.contains('\0') {
+            return Err(Invalid::new("start", "must not contain NUL characters"));
+        }
         Ok(Self {
-            start: start.unwrap_or_default().to_owned(),
+            start: start.to_owned(),
             limit,
         })
     }
@@ -384,6 +392,8 @@ mod tests {
                 "limit"
             );
         }
+        let nul = PageRequest::parse(Some("a\0"), None).unwrap_err();
+        assert_eq!(nul.field, "start");
         let request = PageRequest::parse(None, Some("2")).unwrap();
         let page = Page::from_rows(vec!["a", "b", "c"], &request, |s| s);
         assert_eq!(

@@ -17,8 +17,7 @@ use uuid::Uuid;
 use super::access::{self, AccessLevel};
 use super::accounts::{self, Account, AccountInfo};
 use super::{
-    Error, Invalid, Result, Thing, check_length, on_foreign_key, on_unique, orgs, parse_body,
-    present,
+    Error, Invalid, Result, Thing, check_text, on_foreign_key, on_unique, orgs, parse_body, present,
 };
 
 pub const MIN_NAME_LEN: usize = 2;
@@ -210,10 +209,10 @@ pub fn is_valid_name(name: &str) -> bool {
 
 fn check_descriptions(short: Option<&str>, long: Option<&str>) -> Result<(), Invalid> {
     if let Some(short) = short {
-        check_length("shortDescription", short, MAX_SHORT_DESCRIPTION_CHARS)?;
+        check_text("shortDescription", short, MAX_SHORT_DESCRIPTION_CHARS)?;
     }
     if let Some(long) = long {
-        check_length("longDescription", long, MAX_LONG_DESCRIPTION_CHARS)?;
+        check_text("longDescription", long, MAX_LONG_DESCRIPTION_CHARS)?;
     }
     Ok(())
 }
@@ -242,6 +241,10 @@ pub async fn find(
     namespace: &str,
     name: &str,
 ) -> sqlx::Result<Option<Repository>> {
+    // No such names can exist, and PostgreSQL would refuse some (NUL).
+    if !super::is_valid_name(namespace) || !is_valid_name(name) {
+        return Ok(None);
+    }
     sqlx::query_as(concat!(
         "SELECT ",
         repository_columns!(),

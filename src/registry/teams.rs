@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::accounts::{self, Account, AccountInfo, account_columns};
 use super::{
-    Error, Page, PageRequest, Result, Thing, check_length, check_name, on_foreign_key, on_unique,
+    Error, Page, PageRequest, Result, Thing, check_name, check_text, on_foreign_key, on_unique,
     orgs, parse_body, present,
 };
 
@@ -90,6 +90,10 @@ pub async fn find(
     org_id: Uuid,
     name: &str,
 ) -> sqlx::Result<Option<Team>> {
+    // No such name can exist, and PostgreSQL would refuse some (NUL).
+    if !super::is_valid_name(name) {
+        return Ok(None);
+    }
     sqlx::query_as(concat!(
         "SELECT ",
         team_columns!(),
@@ -141,7 +145,7 @@ pub async fn create(pool: &PgPool, actor: &Account, org: &str, body: Value) -> R
     let new: NewTeam = parse_body(body)?;
     check_name("name", &new.name)?;
     let description = new.description.unwrap_or_default();
-    check_length("description", &description, MAX_DESCRIPTION_CHARS)?;
+    check_text("description", &description, MAX_DESCRIPTION_CHARS)?;
     sqlx::query_as(concat!(
         "INSERT INTO teams AS t (org_id, name, description) VALUES ($1, $2, $3) RETURNING ",
         team_columns!()
@@ -182,7 +186,7 @@ pub async fn update(
         check_name("name", name)?;
     }
     if let Some(description) = &update.description {
-        check_length("description", description, MAX_DESCRIPTION_CHARS)?;
+        check_text("description", description, MAX_DESCRIPTION_CHARS)?;
     }
     let new_name = update.name.clone().unwrap_or_else(|| current.name.clone());
     sqlx::query_as(concat!(
@@ -205,14 +209,14 @@ pub async fn update(
 /// repository permissions go with it.
 pub async fn delete(pool: &PgPool, actor: &Account, org: &str, team: &str) -> Result<()> {
     let org = orgs::manageable(pool, actor, org).await?;
-    let deleted = sqlx::query("DELETE FROM teams WHERE org_id = $1 AND name = $2")
-        .bind(org.id)
-        .bind(team)
+    let team = get(pool, &org, team).await?;
+    let deleted = sqlx::query("DELETE FROM teams WHERE id = $1")
+        .bind(team.id)
         .execute(pool)
         .await?
         .rows_affected();
     if deleted == 0 {
-        return Err(no_such_team(&org.name, team));
+        return Err(no_such_team(&org.name, &team.name));
     }
     Ok(())
 }
