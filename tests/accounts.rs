@@ -493,10 +493,37 @@ async fn users_change_only_their_own_name_and_password() {
         (json!(false), json!(true))
     );
 
-    // A new password replaces the old one.
+    // Changing one's own password takes the current one; a refusal keeps it.
     let new_password = "through-the-looking-glass";
-    let (status, body) =
-        send(alice.patch(&account("alice"), &json!({"password": new_password}))).await;
+    for (body, field) in [
+        (json!({"password": new_password}), "oldPassword"),
+        (
+            json!({"password": new_password, "oldPassword": "not-my-password"}),
+            "oldPassword",
+        ),
+        (json!({"oldPassword": ALICE_PASSWORD}), "oldPassword"),
+        (
+            json!({"password": "short", "oldPassword": ALICE_PASSWORD}),
+            "password",
+        ),
+        (
+            json!({"password": new_password, "oldPassword": null}),
+            "oldPassword",
+        ),
+    ] {
+        let error = assert_error(
+            &send(alice.patch(&account("alice"), &body)).await,
+            400,
+            "INVALID_PARAMETERS",
+        );
+        assert_eq!(error["detail"]["field"], field, "{body}: {error}");
+        assert_eq!(send(alice.get(ACCOUNTS)).await.0, StatusCode::OK, "{body}");
+    }
+    let (status, body) = send(alice.patch(
+        &account("alice"),
+        &json!({"password": new_password, "oldPassword": ALICE_PASSWORD}),
+    ))
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_error(&send(alice.get(ACCOUNTS)).await, 401, "NOT_AUTHENTICATED");
     let alice = app.caller("alice", new_password);
@@ -558,17 +585,21 @@ async fn the_last_active_admin_cannot_go() {
             .contains("last active admin"),
         "{error}"
     );
-    for (body, field) in [
-        (json!({"isAdmin": false}), "isAdmin"),
-        (json!({"isActive": false}), "isActive"),
-    ] {
-        let error = assert_error(
+    // Nobody demotes or deactivates themselves, admins included.
+    for body in [json!({"isAdmin": false}), json!({"isActive": false})] {
+        assert_error(
             &send(app.admin().patch(&admin, &body)).await,
-            400,
-            "INVALID_PARAMETERS",
+            403,
+            "NOT_AUTHORIZED",
         );
-        assert_eq!(error["detail"]["field"], field);
     }
+    // An admin may change their own name and password, though.
+    let (status, body) = send(app.admin().patch(
+        &admin,
+        &json!({"fullName": "Root", "password": ADMIN_PASSWORD, "oldPassword": ADMIN_PASSWORD}),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (_, me) = send(app.admin().get(&admin)).await;
     assert_eq!(
         (me["isAdmin"].clone(), me["isActive"].clone()),
@@ -587,13 +618,20 @@ async fn the_last_active_admin_cannot_go() {
         400,
         "INVALID_PARAMETERS",
     );
-    // Once another admin is active, the first may step down, or be removed.
+    // Once another admin is active, that one can demote or remove the
+    // first; nobody deletes their own account.
     send(
         app.admin()
             .patch(&account("root2"), &json!({"isActive": true})),
     )
     .await;
-    let (status, body) = send(app.admin().patch(&admin, &json!({"isAdmin": false}))).await;
+    assert_error(
+        &send(app.admin().delete(&admin)).await,
+        403,
+        "NOT_AUTHORIZED",
+    );
+    let root2 = app.caller("root2", "root2-password");
+    let (status, body) = send(root2.patch(&admin, &json!({"isAdmin": false}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let root2 = app.caller("root2", "root2-password");
     assert_error(
@@ -1139,6 +1177,10 @@ async fn passwords_and_hashes_never_appear_in_responses() {
         ),
         app.admin().get("/enzi/v0/accounts/acme/teams/devs/members"),
         app.caller("alice", BOB_PASSWORD).get(&account("alice")),
+        app.caller("alice", BOB_PASSWORD).patch(
+            &account("alice"),
+            &json!({"password": CAROL_PASSWORD, "oldPassword": ALICE_PASSWORD}),
+        ),
     ] {
         record(request.send().await.unwrap().text().await.unwrap());
     }
@@ -1152,6 +1194,7 @@ async fn passwords_and_hashes_never_appear_in_responses() {
         for secret in [
             ALICE_PASSWORD,
             BOB_PASSWORD,
+            CAROL_PASSWORD,
             ADMIN_PASSWORD,
             "$argon2",
             hash.as_str(),

@@ -94,7 +94,7 @@ pub async fn delete_account(
     State(state): State<AppState>,
     PathParams(name): PathParams<String>,
 ) -> ApiResult<StatusCode> {
-    accounts::delete(&state.pool, &name).await?;
+    accounts::delete(&state.pool, &admin, &name).await?;
     tracing::info!(by = %admin.name, account = %name, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,6 +10,11 @@
 //! that could remove the last one (delete, demote, deactivate) holds
 //! [`ADMINS_LOCK`] while it counts the others, so two admins removing each
 //! other at once cannot both succeed.
+//!
+//! Nobody can lock themselves out with one request: an account's own
+//! `isAdmin` and `isActive` are changed, and an admin is deleted, only by
+//! another admin, and changing one's own password needs the current one
+//! (`oldPassword`), as in eNZi.
 
 use std::sync::LazyLock;
 
@@ -296,6 +301,9 @@ struct AccountUpdate {
     is_admin: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     password: Option<String>,
+    /// The account's current password: needed to change one's own.
+    #[serde(default, deserialize_with = "present")]
+    old_password: Option<String>,
 }
 
 fn check_password(password: &str) -> Result<(), Invalid> {
@@ -424,8 +432,9 @@ pub async fn create(pool: &PgPool, body: Value) -> Result<AccountInfo> {
     })
 }
 
-/// `PATCH /enzi/v0/accounts/{account}`. Admins may change every field; a
-/// user may change their own `fullName` and `password`.
+/// `PATCH /enzi/v0/accounts/{account}`. Admins may change every field of
+/// other accounts; everyone may change their own `fullName` and, given
+/// `oldPassword`, `password`.
 pub async fn update(
     pool: &PgPool,
     actor: &Account,
@@ -440,10 +449,17 @@ pub async fn update(
         ));
     }
     let update: AccountUpdate = parse_body(body)?;
-    if !actor.is_admin && (update.is_admin.is_some() || update.is_active.is_some()) {
-        return Err(Error::not_authorized(
-            "only an admin can change isAdmin or isActive",
-        ));
+    if update.is_admin.is_some() || update.is_active.is_some() {
+        if !actor.is_admin {
+            return Err(Error::not_authorized(
+                "only an admin can change isAdmin or isActive",
+            ));
+        }
+        if is_self {
+            return Err(Error::not_authorized(
+                "you cannot change your own isAdmin or isActive; another admin can",
+            ));
+        }
     }
     if target.is_org {
         if update.password.is_some() {
@@ -456,9 +472,27 @@ pub async fn update(
     if let Some(full_name) = &update.full_name {
         check_text("fullName", full_name, MAX_FULL_NAME_CHARS)?;
     }
+    match (&update.old_password, &update.password) {
+        (Some(_), None) => {
+            return Err(Invalid::new("oldPassword", "only goes with a new password").into());
+        }
+        (None, Some(_)) if is_self => {
+            return Err(Invalid::new(
+                "oldPassword",
+                "your current password is needed to change it",
+            )
+            .into());
+        }
+        _ => {}
+    }
     let password_hash = match update.password {
         Some(password) => {
             check_password(&password)?;
+            if let Some(old) = update.old_password
+                && !has_password(pool, target.id, old).await?
+            {
+                return Err(Invalid::new("oldPassword", "is not the current password").into());
+            }
             Some(hash_password(password).await?)
         }
         None => None,
@@ -508,9 +542,21 @@ pub async fn update(
     Ok(updated)
 }
 
-/// `DELETE /enzi/v0/accounts/{account}` (the caller is an admin). The
-/// account's memberships, teams and repositories go with it.
-pub async fn delete(pool: &PgPool, name: &str) -> Result<()> {
+/// Whether `password` is the current password of the account `id`.
+async fn has_password(pool: &PgPool, id: Uuid, password: String) -> anyhow::Result<bool> {
+    let phc: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .flatten();
+    let phc = phc.unwrap_or_else(|| DUMMY_HASH.clone());
+    Ok(tokio::task::spawn_blocking(move || verify_password_blocking(&password, &phc)).await?)
+}
+
+/// `DELETE /enzi/v0/accounts/{account}` (the caller is an admin, and not
+/// the account). The account's memberships, teams and repositories go with it.
+pub async fn delete(pool: &PgPool, actor: &Account, name: &str) -> Result<()> {
     if !super::is_valid_name(name) {
         return Err(no_such_account(name));
     }
@@ -527,6 +573,11 @@ pub async fn delete(pool: &PgPool, name: &str) -> Result<()> {
         return Err(Error::Refused(format!(
             "{name:?} is the last active admin and cannot be deleted; make another account an admin first"
         )));
+    }
+    if id == actor.id {
+        return Err(Error::not_authorized(
+            "you cannot delete your own account; another admin can",
+        ));
     }
     sqlx::query("DELETE FROM accounts WHERE id = $1")
         .bind(id)
