@@ -735,19 +735,19 @@ async fn team_access_is_granted_listed_and_revoked() {
             404,
             "NO_SUCH_REPOSITORY",
         ),
-        // A user's repository has no teams.
+        // A user's namespace has no teams.
         (
             admin.put(
                 &grant("bob", "tools", "readers"),
                 &json!({"accessLevel": "admin"}),
             ),
-            400,
-            "INVALID_PARAMETERS",
+            404,
+            "NO_SUCH_TEAM",
         ),
         (
             admin.delete(&grant("bob", "tools", "readers")),
-            400,
-            "INVALID_PARAMETERS",
+            404,
+            "NO_SUCH_TEAM",
         ),
     ];
     for (request, status, code) in errors {

@@ -211,18 +211,17 @@ pub async fn list_team_access(
     Ok((grants, repository))
 }
 
-/// The team `team` of the organization a repository lives in.
+/// The team `team` of the organization a repository lives in. A user's
+/// namespace has no teams, so for its repositories every team is unknown.
 async fn repository_team(pool: &PgPool, repository: &Repository, team: &str) -> Result<Team> {
     if repository.namespace_type != NamespaceType::Organization {
-        return Err(Invalid::new(
-            "teamname",
+        return Err(Error::not_found(
+            Thing::Team,
             format!(
-                "{repository} belongs to the user {:?}; only repositories of organizations \
-                 grant access to teams",
+                "{repository} belongs to the user {:?}, and only organizations have teams",
                 repository.namespace
             ),
-        )
-        .into());
+        ));
     }
     teams::find(pool, repository.namespace_id, team)
         .await?
