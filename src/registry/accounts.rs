@@ -145,7 +145,7 @@ async fn admin_exists(executor: impl PgExecutor<'_>) -> sqlx::Result<bool> {
         .await
 }
 
-/// Creates a user; used by tests and, later, by the accounts API.
+/// Creates a user directly, without the API's checks; for tests and fixtures.
 pub async fn create_user(
     pool: &PgPool,
     name: &str,
@@ -194,18 +194,6 @@ pub struct AccountInfo {
     is_imported: bool,
     #[serde(serialize_with = "super::rfc3339")]
     pub created_at: DateTime<Utc>,
-}
-
-impl AccountInfo {
-    /// The principal this account authenticates as.
-    pub fn principal(&self) -> Account {
-        Account {
-            id: self.id,
-            name: self.name.clone(),
-            is_admin: self.is_admin,
-            is_active: self.is_active,
-        }
-    }
 }
 
 /// The columns of [`AccountInfo`], for queries over `accounts a`.
