@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::api::request_id;
+use crate::registry;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -101,6 +102,41 @@ impl std::error::Error for ApiError {}
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         Self::internal(format_args!("database: {err}"))
+    }
+}
+
+impl From<registry::Invalid> for ApiError {
+    fn from(invalid: registry::Invalid) -> Self {
+        Self::invalid_parameters(invalid.to_string()).with_detail(json!({ "field": invalid.field }))
+    }
+}
+
+impl From<registry::Error> for ApiError {
+    fn from(err: registry::Error) -> Self {
+        use registry::{Error, Thing};
+        match err {
+            Error::Invalid(invalid) => invalid.into(),
+            Error::NotFound { thing, message } => {
+                let code = match thing {
+                    Thing::Account => "NO_SUCH_ACCOUNT",
+                    Thing::Team => "NO_SUCH_TEAM",
+                    Thing::Repository => "NO_SUCH_REPOSITORY",
+                };
+                Self::new(StatusCode::NOT_FOUND, code, message)
+            }
+            Error::Exists { thing, message } => {
+                let code = match thing {
+                    Thing::Account => "ACCOUNT_EXISTS",
+                    Thing::Team => "TEAM_EXISTS",
+                    Thing::Repository => "REPOSITORY_EXISTS",
+                };
+                Self::new(StatusCode::CONFLICT, code, message)
+            }
+            Error::NotAuthorized(message) => Self::not_authorized(message),
+            Error::Refused(message) => Self::invalid_parameters(message),
+            Error::Database(err) => err.into(),
+            Error::Internal(err) => err.into(),
+        }
     }
 }
 

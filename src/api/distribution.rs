@@ -20,7 +20,8 @@ use crate::registry::access::{self, AccessLevel};
 use crate::registry::accounts::Account;
 use crate::registry::digest::Digest;
 use crate::registry::manifests::{self, Push, Reference};
-use crate::registry::{ContentError, RepositoryRef, blobs, find_repository};
+use crate::registry::repositories::{self, Repository};
+use crate::registry::{ContentError, blobs};
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -181,7 +182,7 @@ async fn open_repository(
     namespace: &str,
     repository: &str,
     need: AccessLevel,
-) -> Result<RepositoryRef, RegistryError> {
+) -> Result<Repository, RegistryError> {
     if !is_name_component(namespace) || !is_name_component(repository) {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -197,7 +198,7 @@ async fn open_repository(
             format!("repository {namespace}/{repository} is not known to this registry"),
         ))
     };
-    let Some(repo) = find_repository(&state.pool, namespace, repository).await? else {
+    let Some(repo) = repositories::find(&state.pool, namespace, repository).await? else {
         return Err(unknown());
     };
     let level = access::repository_access(&state.pool, account, repo.id).await?;

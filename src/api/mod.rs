@@ -1,15 +1,18 @@
 //! HTTP only: routing, extractors, auth, and MSR's error shape for every
 //! rejection. Handlers call into the domain modules, which never see axum.
 
+mod accounts;
 pub mod auth;
 mod distribution;
 pub mod extract;
 mod health;
 mod imagescan;
 mod registry;
+mod repositories;
 pub mod request_id;
 mod settings;
 mod tags;
+mod teams;
 mod trust;
 
 use std::any::Any;
@@ -71,6 +74,9 @@ pub fn routes() -> Vec<Route> {
     routes.extend(tags::routes());
     routes.extend(trust::routes());
     routes.extend(imagescan::routes());
+    routes.extend(accounts::routes());
+    routes.extend(teams::routes());
+    routes.extend(repositories::routes());
     routes
 }
 

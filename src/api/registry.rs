@@ -9,15 +9,8 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::registry::access::{self, AccessLevel};
 use crate::registry::accounts::Account;
-use crate::registry::invalid::{BodyError, Invalid};
-use crate::registry::lookup::{self, RepositoryRef};
-
-impl From<Invalid> for ApiError {
-    fn from(invalid: Invalid) -> Self {
-        ApiError::invalid_parameters(invalid.to_string())
-            .with_detail(json!({ "field": invalid.field }))
-    }
-}
+use crate::registry::invalid::BodyError;
+use crate::registry::repositories::{self, Repository};
 
 impl From<BodyError> for ApiError {
     fn from(err: BodyError) -> Self {
@@ -49,8 +42,8 @@ pub(super) async fn repository(
     namespace: &str,
     name: &str,
     needed: AccessLevel,
-) -> Result<RepositoryRef, ApiError> {
-    let repository = lookup::find(&state.pool, namespace, name)
+) -> Result<Repository, ApiError> {
+    let repository = repositories::find(&state.pool, namespace, name)
         .await?
         .ok_or_else(|| no_such_repository(namespace, name))?;
     let level = access::repository_access(&state.pool, account, repository.id).await?;

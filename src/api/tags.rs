@@ -3,15 +3,15 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use chrono::SecondsFormat;
 use serde_json::{Value, json};
 
 use super::auth::Authenticated;
 use super::{AppState, Route, route};
-use crate::error::{ApiError, ApiResult};
-use crate::registry::access;
-use crate::registry::{find_repository, manifests};
+use crate::error::ApiResult;
+use crate::registry::access::AccessLevel;
+use crate::registry::manifests;
 
 pub(super) fn routes() -> Vec<Route> {
     vec![route(
@@ -26,22 +26,14 @@ async fn list_tags(
     State(state): State<AppState>,
     Path((namespace, reponame)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    let unknown = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NO_SUCH_REPOSITORY",
-            format!("no repository {namespace}/{reponame}"),
-        )
-    };
-    let repository = find_repository(&state.pool, &namespace, &reponame)
-        .await?
-        .ok_or_else(unknown)?;
-    if !access::repository_access(&state.pool, &account, repository.id)
-        .await?
-        .can_read()
-    {
-        return Err(unknown());
-    }
+    let repository = super::registry::repository(
+        &state,
+        &account,
+        &namespace,
+        &reponame,
+        AccessLevel::ReadOnly,
+    )
+    .await?;
     let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
     let tags = manifests::tags(&state.pool, repository.id)
         .await?

@@ -192,6 +192,20 @@ impl TestApp {
         pool.close().await;
     }
 
+    /// Requests sent as the bootstrap admin.
+    pub fn admin(&self) -> Caller<'_> {
+        self.caller(ADMIN, ADMIN_PASSWORD)
+    }
+
+    /// Requests sent as `name` with `password`.
+    pub fn caller(&self, name: &str, password: &str) -> Caller<'_> {
+        Caller {
+            app: self,
+            name: name.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -199,6 +213,42 @@ impl TestApp {
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
+    }
+}
+
+/// Builds requests authenticated as one account.
+pub struct Caller<'a> {
+    app: &'a TestApp,
+    pub name: String,
+    password: String,
+}
+
+impl Caller<'_> {
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.app
+            .http
+            .request(method, self.app.url(path))
+            .basic_auth(&self.name, Some(&self.password))
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path).json(body)
+    }
+
+    pub fn put(&self, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PUT, path).json(body)
+    }
+
+    pub fn patch(&self, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PATCH, path).json(body)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::DELETE, path)
     }
 }
 
