@@ -699,7 +699,10 @@ fn openapi_and_router_agree() {
                 .unwrap_or_else(|| panic!("{method} {path}: no responses"));
             if path.starts_with("/v2/") {
                 // The distribution API documents its errors once, as the spec does.
-                assert!(responses.contains_key("default"), "{method} {path}: no default response");
+                assert!(
+                    responses.contains_key("default"),
+                    "{method} {path}: no default response"
+                );
             } else {
                 let authenticated = path.starts_with("/api/") || path.starts_with("/enzi/");
                 for status in ["401", "403", "500"] {

@@ -384,10 +384,10 @@ async fn get_manifest(
             .await
             .map_err(ContentError::from)?
             .ok_or_else(|| {
-                ApiError::internal(format_args!(
-                    "manifest {} is recorded but missing from storage",
-                    manifest.digest
-                ))
+                // Storage lost what the database records (restored metadata
+                // without content, say): to the client it is simply unknown.
+                tracing::error!(digest = %manifest.digest, storage = state.storage.location(), "manifest is recorded but missing from storage");
+                error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", "manifest content is missing from storage")
             })?;
         Body::from(bytes)
     };
@@ -516,9 +516,8 @@ async fn get_blob(
             .await
             .map_err(ContentError::from)?
             .ok_or_else(|| {
-                ApiError::internal(format_args!(
-                    "blob {digest} is recorded but missing from storage"
-                ))
+                tracing::error!(%digest, storage = state.storage.location(), "blob is recorded but missing from storage");
+                ApiError::from(ContentError::BlobUnknown)
             })?;
         Body::from_stream(stream)
     };
