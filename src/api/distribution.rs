@@ -220,6 +220,58 @@ async fn open_repository(
     Ok(repo)
 }
 
+/// The caller and the repository named in the path, opened for reading
+/// ([`PullAccess`]) or writing ([`PushAccess`]): what every repository route starts with.
+pub struct RepositoryAccess<const WRITE: bool> {
+    account: Account,
+    namespace: String,
+    repository: String,
+    repo: Repository,
+}
+
+type PullAccess = RepositoryAccess<false>;
+type PushAccess = RepositoryAccess<true>;
+
+impl<const WRITE: bool> axum::extract::FromRequestParts<AppState> for RepositoryAccess<WRITE> {
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, RegistryError> {
+        #[derive(Deserialize)]
+        struct Names {
+            namespace: String,
+            repository: String,
+        }
+        let RegistryUser(account) = RegistryUser::from_request_parts(parts, state).await?;
+        let Path(Names {
+            namespace,
+            repository,
+        }) = Path::<Names>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                RegistryError(error(
+                    StatusCode::BAD_REQUEST,
+                    "NAME_INVALID",
+                    rejection.body_text(),
+                ))
+            })?;
+        let need = if WRITE {
+            AccessLevel::ReadWrite
+        } else {
+            AccessLevel::ReadOnly
+        };
+        let repo = open_repository(state, &account, &namespace, &repository, need).await?;
+        Ok(Self {
+            account,
+            namespace,
+            repository,
+            repo,
+        })
+    }
+}
+
 fn parse_digest(text: &str) -> Result<Digest, RegistryError> {
     text.parse()
         .map_err(|err: crate::registry::digest::InvalidDigest| {
@@ -314,19 +366,15 @@ async fn catalog(
 }
 
 async fn tags_list(
-    RegistryUser(account): RegistryUser,
+    RepositoryAccess {
+        namespace,
+        repository,
+        repo,
+        ..
+    }: PullAccess,
     State(state): State<AppState>,
-    Path((namespace, repository)): Path<(String, String)>,
     request: Request,
 ) -> RegistryResult {
-    let repo = open_repository(
-        &state,
-        &account,
-        &namespace,
-        &repository,
-        AccessLevel::ReadOnly,
-    )
-    .await?;
     let page: Page = query(request.uri())?;
     let limit = page.limit()?;
     let tags = manifests::tag_names(&state.pool, repo.id, page.last.as_deref(), limit + 1).await?;
@@ -352,19 +400,16 @@ fn location(path: String) -> HeaderValue {
 }
 
 async fn get_manifest(
-    RegistryUser(account): RegistryUser,
+    RepositoryAccess {
+        namespace,
+        repository,
+        repo,
+        ..
+    }: PullAccess,
     State(state): State<AppState>,
-    Path((namespace, repository, reference)): Path<(String, String, String)>,
+    Path((_, _, reference)): Path<(String, String, String)>,
     method: Method,
 ) -> RegistryResult {
-    let repo = open_repository(
-        &state,
-        &account,
-        &namespace,
-        &repository,
-        AccessLevel::ReadOnly,
-    )
-    .await?;
     let reference = Reference::parse(&reference)?;
     let manifest = manifests::resolve(&state.pool, repo.id, &reference)
         .await?
@@ -404,20 +449,17 @@ async fn get_manifest(
 }
 
 async fn put_manifest(
-    RegistryUser(account): RegistryUser,
+    RepositoryAccess {
+        account,
+        namespace,
+        repository,
+        repo,
+    }: PushAccess,
     State(state): State<AppState>,
-    Path((namespace, repository, reference)): Path<(String, String, String)>,
+    Path((_, _, reference)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> RegistryResult {
-    let repo = open_repository(
-        &state,
-        &account,
-        &namespace,
-        &repository,
-        AccessLevel::ReadWrite,
-    )
-    .await?;
     let reference = Reference::parse(&reference)?;
     let body = axum::body::to_bytes(body, manifests::MAX_MANIFEST_BYTES)
         .await
@@ -458,18 +500,10 @@ async fn put_manifest(
 }
 
 async fn delete_manifest(
-    RegistryUser(account): RegistryUser,
+    RepositoryAccess { repo, .. }: PushAccess,
     State(state): State<AppState>,
-    Path((namespace, repository, reference)): Path<(String, String, String)>,
+    Path((_, _, reference)): Path<(String, String, String)>,
 ) -> RegistryResult {
-    let repo = open_repository(
-        &state,
-        &account,
-        &namespace,
-        &repository,
-        AccessLevel::ReadWrite,
-    )
-    .await?;
     let Reference::Digest(digest) = Reference::parse(&reference)? else {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -490,19 +524,11 @@ async fn delete_manifest(
 }
 
 async fn get_blob(
-    RegistryUser(account): RegistryUser,
+    RepositoryAccess { repo, .. }: PullAccess,
     State(state): State<AppState>,
-    Path((namespace, repository, digest)): Path<(String, String, String)>,
+    Path((_, _, digest)): Path<(String, String, String)>,
     method: Method,
 ) -> RegistryResult {
-    let repo = open_repository(
-        &state,
-        &account,
-        &namespace,
-        &repository,
-        AccessLevel::ReadOnly,
-    )
-    .await?;
     let digest = parse_digest(&digest)?;
     let size = blobs::size_in_repository(&state.pool, repo.id, &digest)
         .await?
@@ -532,19 +558,7 @@ async fn get_blob(
     Ok(registry_headers(response))
 }
 
-async fn delete_blob(
-    RegistryUser(account): RegistryUser,
-    State(state): State<AppState>,
-    Path((namespace, repository, _digest)): Path<(String, String, String)>,
-) -> RegistryResult {
-    open_repository(
-        &state,
-        &account,
-        &namespace,
-        &repository,
-        AccessLevel::ReadWrite,
-    )
-    .await?;
+async fn delete_blob(_: PushAccess) -> RegistryResult {
     // Blobs are shared across repositories and referenced by backups; they
     // go away with garbage collection, not on request.
     Err(error(
@@ -594,19 +608,15 @@ struct StartUpload {
 }
 
 async fn start_upload(
-    RegistryUser(account): RegistryUser,
+    RepositoryAccess {
+        account,
+        namespace,
+        repository,
+        repo,
+    }: PushAccess,
     State(state): State<AppState>,
-    Path((namespace, repository)): Path<(String, String)>,
     request: Request,
 ) -> RegistryResult {
-    let repo = open_repository(
-        &state,
-        &account,
-        &namespace,
-        &repository,
-        AccessLevel::ReadWrite,
-    )
-    .await?;
     let params: StartUpload = query(request.uri())?;
     if let (Some(mount), Some(from)) = (&params.mount, &params.from) {
         let digest = parse_digest(mount)?;
@@ -637,18 +647,15 @@ async fn start_upload(
 }
 
 async fn upload_status(
-    RegistryUser(account): RegistryUser,
+    RepositoryAccess {
+        namespace,
+        repository,
+        repo,
+        ..
+    }: PushAccess,
     State(state): State<AppState>,
-    Path((namespace, repository, upload)): Path<(String, String, String)>,
+    Path((_, _, upload)): Path<(String, String, String)>,
 ) -> RegistryResult {
-    let repo = open_repository(
-        &state,
-        &account,
-        &namespace,
-        &repository,
-        AccessLevel::ReadWrite,
-    )
-    .await?;
     let upload = blobs::upload_status(&state.pool, repo.id, parse_upload_id(&upload)?).await?;
     let mut response = upload_accepted(&namespace, &repository, &upload);
     *response.status_mut() = StatusCode::NO_CONTENT;
@@ -681,19 +688,16 @@ fn content_range_start(headers: &HeaderMap) -> Result<Option<u64>, RegistryError
 }
 
 async fn patch_upload(
-    RegistryUser(account): RegistryUser,
+    RepositoryAccess {
+        namespace,
+        repository,
+        repo,
+        ..
+    }: PushAccess,
     State(state): State<AppState>,
-    Path((namespace, repository, upload)): Path<(String, String, String)>,
+    Path((_, _, upload)): Path<(String, String, String)>,
     request: Request,
 ) -> RegistryResult {
-    let repo = open_repository(
-        &state,
-        &account,
-        &namespace,
-        &repository,
-        AccessLevel::ReadWrite,
-    )
-    .await?;
     let id = parse_upload_id(&upload)?;
     let start = content_range_start(request.headers())?;
     let body = request.into_body().into_data_stream();
@@ -708,19 +712,16 @@ struct FinishUpload {
 }
 
 async fn finish_upload(
-    RegistryUser(account): RegistryUser,
+    RepositoryAccess {
+        namespace,
+        repository,
+        repo,
+        ..
+    }: PushAccess,
     State(state): State<AppState>,
-    Path((namespace, repository, upload)): Path<(String, String, String)>,
+    Path((_, _, upload)): Path<(String, String, String)>,
     request: Request,
 ) -> RegistryResult {
-    let repo = open_repository(
-        &state,
-        &account,
-        &namespace,
-        &repository,
-        AccessLevel::ReadWrite,
-    )
-    .await?;
     let id = parse_upload_id(&upload)?;
     let params: FinishUpload = query(request.uri())?;
     let digest = parse_digest(params.digest.as_deref().unwrap_or_default())?;
@@ -730,18 +731,10 @@ async fn finish_upload(
 }
 
 async fn cancel_upload(
-    RegistryUser(account): RegistryUser,
+    RepositoryAccess { repo, .. }: PushAccess,
     State(state): State<AppState>,
-    Path((namespace, repository, upload)): Path<(String, String, String)>,
+    Path((_, _, upload)): Path<(String, String, String)>,
 ) -> RegistryResult {
-    let repo = open_repository(
-        &state,
-        &account,
-        &namespace,
-        &repository,
-        AccessLevel::ReadWrite,
-    )
-    .await?;
     blobs::cancel(
         &state.pool,
         &state.storage,
