@@ -124,9 +124,9 @@ pub(crate) fn on_foreign_key(err: sqlx::Error, on_missing: impl FnOnce() -> Erro
     }
 }
 
-/// For the `Option` fields of a request body: absent means "not given", and
-/// an explicit `null` is refused like any other value of the wrong type
-/// instead of silently meaning "not given" too (as in `settings`).
+/// For the `Option` fields of a request body (here and in `settings`):
+/// absent means "not given", and an explicit `null` is refused like any
+/// other value of the wrong type instead of silently meaning "not given" too.
 pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,

@@ -14,8 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::{InvalidSettings, UpdateError, load, lock, parse_update, present, smtp, store};
+use super::{InvalidSettings, UpdateError, load, lock, parse_update, smtp, store};
 use crate::duration::GoDuration;
+use crate::registry::present;
 use crate::schedule::Schedule;
 
 pub const NAME: &str = "backup";

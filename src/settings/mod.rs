@@ -48,17 +48,6 @@ pub enum UpdateError {
     Database(#[from] sqlx::Error),
 }
 
-/// For the `Option` fields of an update body: absent means "keep", and an
-/// explicit `null` is refused like any other value of the wrong type, instead
-/// of silently meaning "keep" too.
-fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    T::deserialize(deserializer).map(Some)
-}
-
 /// Reads a resource's update body, naming the offending field on a type error.
 fn parse_update<T: DeserializeOwned>(body: Value) -> Result<T, InvalidSettings> {
     // serde would also read a struct from an array, by position.

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::{InvalidSettings, UpdateError, backup, load, lock, parse_update, present, store};
+use super::{InvalidSettings, UpdateError, backup, load, lock, parse_update, store};
+use crate::registry::present;
 
 pub const NAME: &str = "smtp";
 
