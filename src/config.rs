@@ -155,6 +155,10 @@ pub struct ServeArgs {
     #[arg(long, env = "MSR_STORAGE", default_value = "./data/registry")]
     pub storage: String,
 
+    /// Blob uploads left untouched this long are discarded, with their parts.
+    #[arg(long, env = "MSR_UPLOAD_EXPIRY", default_value = "24h")]
+    pub upload_expiry: GoDuration,
+
     /// Largest accepted request body on the JSON API, in bytes.
     #[arg(long, env = "MSR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

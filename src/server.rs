@@ -11,6 +11,7 @@ use crate::api::{self, AppState};
 use crate::config::{GlobalArgs, ServeArgs};
 use crate::db;
 use crate::registry::accounts::{self, Bootstrap};
+use crate::registry::blobs;
 use crate::storage::Storage;
 
 pub async fn connect(global: &GlobalArgs) -> anyhow::Result<PgPool> {
@@ -61,6 +62,18 @@ pub async fn run(
     db::migrate(&pool).await?;
     bootstrap_admin(&pool, &args.admin_username, args.admin_password.as_ref()).await?;
 
+    let upload_expiry = args
+        .upload_expiry
+        .to_std()
+        .filter(|expiry| !expiry.is_zero())
+        .context("MSR_UPLOAD_EXPIRY must be positive")?;
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let janitor = tokio::spawn(expire_uploads(
+        pool.clone(),
+        storage.clone(),
+        upload_expiry,
+        stopping.clone(),
+    ));
     let app = api::router(
         AppState {
             pool: pool.clone(),
@@ -68,7 +81,6 @@ pub async fn run(
         },
         args.max_body_bytes,
     );
-    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!(grace = ?grace, "shutting down: no new connections, finishing requests");
@@ -83,6 +95,7 @@ pub async fn run(
             tokio::time::sleep(grace).await;
         } => tracing::warn!("grace period over: dropping the connections still open"),
     }
+    janitor.abort();
     pool.close().await;
     tracing::info!("msr stopped");
     Ok(())
@@ -94,6 +107,32 @@ fn server_address<M, S, F>(
     server
         .local_addr()
         .map_or_else(|err| format!("unknown ({err})"), |addr| addr.to_string())
+}
+
+/// How often each replica looks for abandoned uploads.
+const UPLOAD_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Sweeps abandoned blob uploads now and then until shutdown. A failed
+/// sweep is logged and retried at the next one; it never stops the server.
+async fn expire_uploads(
+    pool: PgPool,
+    storage: Storage,
+    idle: std::time::Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match blobs::expire_uploads(&pool, &storage, idle).await {
+            Ok(0) => {}
+            Ok(expired) => {
+                tracing::info!(expired, idle = ?idle, "discarded abandoned blob uploads")
+            }
+            Err(err) => tracing::warn!(error = %err, "sweeping abandoned blob uploads failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(UPLOAD_SWEEP_INTERVAL) => {}
+            _ = stopping.wait_for(|stopping| *stopping) => return,
+        }
+    }
 }
 
 async fn bootstrap_admin(

@@ -1019,3 +1019,73 @@ async fn the_same_blob_pushed_twice_is_stored_once() {
     assert_eq!(registry.count("repository_blobs").await, 3);
     assert_eq!(registry.stored_files().len(), 1);
 }
+
+#[tokio::test]
+async fn abandoned_uploads_expire_with_their_parts() {
+    let registry = Registry::new().await;
+    let mut locations = Vec::new();
+    for chunk in [&b"abandoned long ago"[..], &b"still going"[..]] {
+        let start = registry
+            .request(reqwest::Method::POST, "/v2/admin/repo/blobs/uploads/")
+            .send()
+            .await
+            .unwrap();
+        let location = start.headers()["location"].to_str().unwrap().to_owned();
+        let patched = registry
+            .request(reqwest::Method::PATCH, &location)
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status(), StatusCode::ACCEPTED);
+        locations.push(location);
+    }
+    let abandoned = locations[0]
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .parse::<uuid::Uuid>()
+        .unwrap();
+    sqlx::query("UPDATE blob_uploads SET updated_at = now() - interval '2 days' WHERE id = $1")
+        .bind(abandoned)
+        .execute(&mut registry.app.db.connect().await)
+        .await
+        .unwrap();
+    assert_eq!(registry.stored_files().len(), 2);
+
+    let pool = sqlx::PgPool::connect(&registry.app.db.url).await.unwrap();
+    let storage =
+        msr::storage::Storage::open(registry.app.storage.path().to_str().unwrap()).unwrap();
+    let expired =
+        msr::registry::blobs::expire_uploads(&pool, &storage, Duration::from_secs(24 * 3600))
+            .await
+            .unwrap();
+    assert_eq!(expired, 1);
+    assert_eq!(
+        registry.stored_files().len(),
+        1,
+        "only the live upload's part is left"
+    );
+    assert!(
+        registry.stored_files()[0].contains(&locations[1].rsplit('/').next().unwrap().to_string())
+    );
+    assert_error(
+        &send(registry.request(reqwest::Method::GET, &locations[0])).await,
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    );
+    let live = registry
+        .request(reqwest::Method::GET, &locations[1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::NO_CONTENT);
+    // A second sweep finds nothing more to do.
+    assert_eq!(
+        msr::registry::blobs::expire_uploads(&pool, &storage, Duration::from_secs(24 * 3600))
+            .await
+            .unwrap(),
+        0
+    );
+    pool.close().await;
+}

@@ -267,6 +267,46 @@ pub async fn cancel(
     Ok(())
 }
 
+/// Discards uploads nobody touched for `idle`, parts and all: a client that
+/// gave up half way through a push must not leave its parts in storage for
+/// ever. Safe to run on every replica at once: each session is claimed with
+/// `SKIP LOCKED` in the transaction that deletes it, and a request still
+/// racing for it finds it gone. Returns how many were discarded.
+pub async fn expire_uploads(
+    pool: &PgPool,
+    storage: &Storage,
+    idle: std::time::Duration,
+) -> Result<u64, ContentError> {
+    let mut expired = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let claimed: Option<(Uuid, sqlx::types::Json<Vec<Part>>)> = sqlx::query_as(
+            "SELECT id, parts FROM blob_uploads
+              WHERE updated_at < now() - make_interval(secs => $1)
+              ORDER BY updated_at
+              LIMIT 1
+                FOR UPDATE SKIP LOCKED",
+        )
+        .bind(idle.as_secs_f64())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, parts)) = claimed else {
+            return Ok(expired);
+        };
+        // Storage first: if a delete fails the row stays, and the next round
+        // tries again, rather than forgetting parts that still exist.
+        for part in &parts.0 {
+            storage.delete(&part.key).await?;
+        }
+        sqlx::query("DELETE FROM blob_uploads WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        expired += 1;
+    }
+}
+
 async fn delete_upload_row(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM blob_uploads WHERE id = $1")
         .bind(id)

@@ -103,6 +103,7 @@ pub fn serve_args(storage: &std::path::Path) -> ServeArgs {
         admin_username: ADMIN.to_owned(),
         admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
         shutdown_grace: "2s".parse().unwrap(),
+        upload_expiry: "24h".parse().unwrap(),
         max_body_bytes: 64 * 1024,
     }
 }
