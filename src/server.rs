@@ -56,17 +56,17 @@ pub async fn run(
         .shutdown_grace
         .to_std()
         .context("MSR_SHUTDOWN_GRACE must not be negative")?;
+    let upload_expiry = args
+        .upload_expiry
+        .to_std()
+        .filter(|expiry| !expiry.is_zero())
+        .context("MSR_UPLOAD_EXPIRY must be positive")?;
     let storage = Storage::open(&args.storage)?;
     tracing::info!(storage = storage.location(), "registry storage");
     let pool = connect(global).await?;
     db::migrate(&pool).await?;
     bootstrap_admin(&pool, &args.admin_username, args.admin_password.as_ref()).await?;
 
-    let upload_expiry = args
-        .upload_expiry
-        .to_std()
-        .filter(|expiry| !expiry.is_zero())
-        .context("MSR_UPLOAD_EXPIRY must be positive")?;
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let janitor = tokio::spawn(expire_uploads(
         pool.clone(),
@@ -88,17 +88,20 @@ pub async fn run(
     });
     tracing::info!(address = %server_address(&server), "msr serving");
 
-    tokio::select! {
-        served = server => served.context("serving HTTP")?,
+    let served = tokio::select! {
+        served = server => served.context("serving HTTP"),
         _ = async {
             let _ = stopping.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
-        } => tracing::warn!("grace period over: dropping the connections still open"),
-    }
+        } => {
+            tracing::warn!("grace period over: dropping the connections still open");
+            Ok(())
+        }
+    };
     janitor.abort();
     pool.close().await;
     tracing::info!("msr stopped");
-    Ok(())
+    served
 }
 
 fn server_address<M, S, F>(
