@@ -14,9 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::{InvalidSettings, UpdateError, load, lock, parse_update, smtp, store};
+use super::{InvalidSettings, UpdateError, load, lock, smtp, store};
 use crate::duration::GoDuration;
-use crate::registry::present;
+use crate::registry::{parse_body, present};
 use crate::schedule::Schedule;
 
 pub const NAME: &str = "backup";
@@ -169,7 +169,7 @@ pub async fn get(pool: &PgPool) -> sqlx::Result<BackupSettings> {
 }
 
 pub async fn update(pool: &PgPool, body: Value) -> Result<BackupSettings, UpdateError> {
-    let update: BackupUpdate = parse_update(body)?;
+    let update: BackupUpdate = parse_body(body)?;
     let mut tx = pool.begin().await?;
     lock(&mut tx).await?;
     let current: BackupSettings = load(&mut *tx, NAME).await?;
@@ -291,7 +291,7 @@ mod tests {
     use serde_json::json;
 
     fn merged(body: Value) -> Result<BackupSettings, InvalidSettings> {
-        BackupSettings::default().merged(parse_update(body)?)
+        BackupSettings::default().merged(parse_body(body)?)
     }
 
     #[test]

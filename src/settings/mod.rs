@@ -22,23 +22,10 @@ pub const NOTIFY_CHANNEL: &str = "msr_settings";
 /// Serialises settings writers across replicas; the key is arbitrary but fixed.
 const SETTINGS_LOCK: i64 = 0x6d73_725f_7365_7474; // "msr_sett"
 
-/// Why an update was refused: the field (a JSON path such as `purge.duration`)
-/// and a reason a user can act on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct InvalidSettings {
-    pub field: String,
-    pub reason: String,
-}
-
-impl InvalidSettings {
-    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-}
+/// Why an update was refused: the field (a JSON path such as
+/// `purge.duration`) and a reason a user can act on. The same type the
+/// registry's resources use; the API answers it here as `INVALID_SETTINGS`.
+pub use crate::registry::Invalid as InvalidSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateError {
@@ -46,19 +33,6 @@ pub enum UpdateError {
     Invalid(#[from] InvalidSettings),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-}
-
-/// Reads a resource's update body, naming the offending field on a type error.
-fn parse_update<T: DeserializeOwned>(body: Value) -> Result<T, InvalidSettings> {
-    // serde would also read a struct from an array, by position.
-    if !body.is_object() {
-        return Err(InvalidSettings::new("body", "must be a JSON object"));
-    }
-    serde_path_to_error::deserialize(body).map_err(|err| {
-        let path = err.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        InvalidSettings::new(field, err.into_inner().to_string())
-    })
 }
 
 async fn load<T: DeserializeOwned + Default>(

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::{InvalidSettings, UpdateError, backup, load, lock, parse_update, store};
-use crate::registry::present;
+use super::{InvalidSettings, UpdateError, backup, load, lock, store};
+use crate::registry::{parse_body, present};
 
 pub const NAME: &str = "smtp";
 
@@ -267,7 +267,7 @@ pub async fn get(pool: &PgPool) -> sqlx::Result<SmtpSettings> {
 }
 
 pub async fn update(pool: &PgPool, body: Value) -> Result<SmtpSettings, UpdateError> {
-    let update: SmtpUpdate = parse_update(body)?;
+    let update: SmtpUpdate = parse_body(body)?;
     let mut tx = pool.begin().await?;
     lock(&mut tx).await?;
     let current: SmtpSettings = load(&mut *tx, NAME).await?;
@@ -285,7 +285,7 @@ mod tests {
     use serde_json::json;
 
     fn merged(body: Value) -> Result<SmtpSettings, InvalidSettings> {
-        SmtpSettings::default().merged(parse_update(body)?)
+        SmtpSettings::default().merged(parse_body(body)?)
     }
 
     #[test]
@@ -307,11 +307,11 @@ mod tests {
         let first = merged(json!({"password": "hunter2"})).unwrap();
         let second = first
             .clone()
-            .merged(parse_update(json!({"user": "x"})).unwrap())
+            .merged(parse_body(json!({"user": "x"})).unwrap())
             .unwrap();
         assert_eq!(second.password.expose(), "hunter2");
         let cleared = second
-            .merged(parse_update(json!({"password": ""})).unwrap())
+            .merged(parse_body(json!({"password": ""})).unwrap())
             .unwrap();
         assert!(!cleared.password.is_set());
     }
