@@ -29,6 +29,19 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Write a backup archive (a plain tar) to FILE or to stdout (`-`).
+    ///
+    /// Metadata only by default: configurations, accounts, orgs and teams
+    /// (with password hashes), repositories, access control, image metadata,
+    /// Notary trust data and scan results, from one consistent snapshot
+    /// while the registry keeps running. Never the vulnerability database.
+    Backup(BackupArgs),
+    /// Check an archive's structure, format version and every checksum,
+    /// touching no database or storage, and print what it holds.
+    Verify(VerifyArgs),
+    /// Load an archive into an empty instance (database, and registry
+    /// storage for a full archive): everything or, on any damage, nothing.
+    Restore(RestoreArgs),
     /// Developer tools: not for production databases.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -92,6 +105,57 @@ pub struct SeedArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// Add the content of every blob and manifest the metadata lists, read
+    /// from the registry storage.
+    #[arg(long)]
+    pub full: bool,
+    /// Leave scan results out (recorded in backup.json).
+    #[arg(long)]
+    pub ignore_scan_data: bool,
+    /// Where to write: a file (written under a temporary name, renamed once
+    /// complete) or `-` for stdout.
+    #[arg(value_name = "FILE|-")]
+    pub output: String,
+    #[command(flatten)]
+    pub storage: RegistryStorage,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The archive: a file, or `-` for stdin.
+    #[arg(value_name = "FILE|-")]
+    pub input: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// Leave the archive's scan results out.
+    #[arg(long)]
+    pub ignore_scan_data: bool,
+    /// Replace all data of a target that already has some (accounts,
+    /// repositories, …) with the archive's. Without it such a target is
+    /// refused.
+    #[arg(long)]
+    pub replace: bool,
+    /// The archive: a file, or `-` for stdin.
+    #[arg(value_name = "FILE|-")]
+    pub input: String,
+    #[command(flatten)]
+    pub storage: RegistryStorage,
+}
+
+/// Where image and chart content is stored.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryStorage {
+    /// Where image and chart content is stored: a directory, or
+    /// `s3://bucket/prefix` (credentials, region and endpoint from the usual
+    /// `AWS_*` variables).
+    #[arg(long = "storage", env = "MSR_STORAGE", default_value = "./data/registry")]
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
@@ -149,11 +213,8 @@ pub struct ServeArgs {
     #[arg(long, env = "MSR_SHUTDOWN_GRACE", default_value = "10s")]
     pub shutdown_grace: GoDuration,
 
-    /// Where image and chart content is stored: a directory, or
-    /// `s3://bucket/prefix` (credentials, region and endpoint from the usual
-    /// `AWS_*` variables).
-    #[arg(long, env = "MSR_STORAGE", default_value = "./data/registry")]
-    pub storage: String,
+    #[command(flatten)]
+    pub storage: RegistryStorage,
 
     /// Blob uploads left untouched this long are discarded, with their parts.
     #[arg(long, env = "MSR_UPLOAD_EXPIRY", default_value = "24h")]

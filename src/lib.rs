@@ -13,6 +13,8 @@
 //! - [`registry`]: the registry's own data: accounts, access, repository
 //!   content metadata, Notary trust data, scan results, the vulnerability
 //!   database.
+//! - [`backup`]: the backup archive: `msr backup`, `msr verify`,
+//!   `msr restore`, and the download behind `GET /api/v0/meta/backups/new`.
 //! - [`storage`]: the object store (local directory or S3) for image content.
 //! - [`db`]: the connection pool and migrations.
 //! - [`seed`]: `msr dev seed`, a large synthetic data set for development
@@ -21,6 +23,7 @@
 //!   MSR's settings are written in.
 
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod db;
 pub mod duration;

@@ -27,6 +27,9 @@ async fn main() -> std::process::ExitCode {
     let outcome = match &cli.command {
         Command::Serve(args) => msr::server::serve(&cli.global, args).await,
         Command::Migrate => msr::server::migrate(&cli.global).await,
+        Command::Backup(args) => msr::backup::cli::backup(&cli.global, args).await,
+        Command::Verify(args) => msr::backup::cli::verify(args).await,
+        Command::Restore(args) => msr::backup::cli::restore(&cli.global, args).await,
         Command::Dev(DevCommand::Seed(args)) => msr::seed::run(&cli.global, args).await,
     };
     match outcome {

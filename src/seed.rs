@@ -5,12 +5,9 @@
 //! (`INSERT … SELECT … FROM generate_series`), in one transaction: nothing
 //! row by row crosses the wire, so the defaults (a million blob rows, 900 000
 //! manifest references, 700 000 scan layers) load in well under a minute.
-//! The usual bulk-load recipe applies: the big tables' keys and indexes, and
-//! every foreign key, are dropped first and rebuilt once at the end (a sort
-//! and one join per constraint instead of a million index insertions and
-//! trigger-run lookups). Their definitions are read back from the catalogue
-//! before dropping, so they are recreated exactly as the migrations made
-//! them, and if anything fails the transaction puts everything back.
+//! The usual bulk-load recipe applies ([`BulkLoad`]): the big tables' keys
+//! and indexes, and every foreign key, are dropped first and rebuilt once at
+//! the end.
 //!
 //! Determinism: every id, digest, name and time is a hash of the seed and a
 //! counter (`hashint8extended`, `md5`, `sha256`), never `random()` or
@@ -27,6 +24,7 @@ use secrecy::ExposeSecret as _;
 use sqlx::{Connection as _, PgConnection};
 
 use crate::config::{GlobalArgs, SeedArgs};
+use crate::db::BulkLoad;
 use crate::registry::accounts;
 use crate::server;
 
@@ -213,7 +211,7 @@ pub async fn seed(global: &GlobalArgs, args: &SeedArgs) -> anyhow::Result<Summar
             .await?;
     }
 
-    let rebuild = Rebuild::drop_all(&mut tx).await?;
+    let bulk = BulkLoad::begin(&mut tx, BULK_TABLES).await?;
     let mut rows: Vec<(&'static str, u64)> = SUMMARY_TABLES.iter().map(|t| (*t, 0)).collect();
     for step in STEPS {
         let step_started = Instant::now();
@@ -236,7 +234,7 @@ pub async fn seed(global: &GlobalArgs, args: &SeedArgs) -> anyhow::Result<Summar
         }
         tracing::debug!(step = step.label, rows = affected, took = ?step_started.elapsed(), "seed step");
     }
-    rebuild.restore(&mut tx).await.context(
+    bulk.finish(&mut tx).await.context(
         "rebuilding keys and foreign keys (with --force, a --seed used before gives duplicates)",
     )?;
     tx.commit().await?;
@@ -245,118 +243,6 @@ pub async fn seed(global: &GlobalArgs, args: &SeedArgs) -> anyhow::Result<Summar
         rows,
         elapsed: started.elapsed(),
     })
-}
-
-/// The keys, indexes and foreign keys dropped for loading, as the catalogue
-/// defined them.
-struct Rebuild {
-    /// (table, constraint, definition): primary keys and unique constraints.
-    keys: Vec<(String, String, String)>,
-    /// `CREATE INDEX` statements.
-    indexes: Vec<String>,
-    /// (table, constraint, definition).
-    foreign_keys: Vec<(String, String, String)>,
-}
-
-impl Rebuild {
-    async fn drop_all(conn: &mut PgConnection) -> anyhow::Result<Self> {
-        let tables: Vec<String> = BULK_TABLES.iter().map(|t| (*t).to_owned()).collect();
-        let foreign_keys: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT t.relname::text, c.conname::text, pg_get_constraintdef(c.oid)
-               FROM pg_constraint c
-               JOIN pg_class t ON t.oid = c.conrelid
-              WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
-              ORDER BY 1, 2",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let keys: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT t.relname::text, c.conname::text, pg_get_constraintdef(c.oid)
-               FROM pg_constraint c
-               JOIN pg_class t ON t.oid = c.conrelid
-              WHERE c.contype IN ('p', 'u') AND c.connamespace = 'public'::regnamespace
-                AND t.relname = ANY ($1)
-              ORDER BY 1, 2",
-        )
-        .bind(&tables)
-        .fetch_all(&mut *conn)
-        .await?;
-        let indexes: Vec<(String, String)> = sqlx::query_as(
-            "SELECT x.relname::text, pg_get_indexdef(i.indexrelid)
-               FROM pg_index i
-               JOIN pg_class x ON x.oid = i.indexrelid
-               JOIN pg_class t ON t.oid = i.indrelid
-              WHERE t.relnamespace = 'public'::regnamespace AND t.relname = ANY ($1)
-                AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-              ORDER BY 1",
-        )
-        .bind(&tables)
-        .fetch_all(&mut *conn)
-        .await?;
-        // Foreign keys first: a key cannot go while one depends on it.
-        for (table, name, _) in foreign_keys.iter().chain(&keys) {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "ALTER TABLE {} DROP CONSTRAINT {}",
-                ident(table),
-                ident(name)
-            )))
-            .execute(&mut *conn)
-            .await?;
-        }
-        for (name, _) in &indexes {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX {}", ident(name))))
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(Self {
-            keys,
-            indexes: indexes.into_iter().map(|(_, def)| def).collect(),
-            foreign_keys,
-        })
-    }
-
-    async fn restore(self, conn: &mut PgConnection) -> anyhow::Result<()> {
-        for (table, name, definition) in self.keys.iter() {
-            add_constraint(conn, table, name, definition).await?;
-        }
-        for definition in &self.indexes {
-            let started = Instant::now();
-            sqlx::query(sqlx::AssertSqlSafe(definition.clone()))
-                .execute(&mut *conn)
-                .await
-                .with_context(|| format!("recreating {definition}"))?;
-            tracing::debug!(index = %definition, took = ?started.elapsed(), "seed index");
-        }
-        for (table, name, definition) in self.foreign_keys.iter() {
-            add_constraint(conn, table, name, definition).await?;
-        }
-        Ok(())
-    }
-}
-
-async fn add_constraint(
-    conn: &mut PgConnection,
-    table: &str,
-    name: &str,
-    definition: &str,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER TABLE {} ADD CONSTRAINT {} {definition}",
-        ident(table),
-        ident(name)
-    )))
-    .execute(&mut *conn)
-    .await
-    .with_context(|| format!("recreating {name} on {table}"))?;
-    tracing::debug!(constraint = name, took = ?started.elapsed(), "seed constraint");
-    Ok(())
-}
-
-/// A catalogue name as an SQL identifier. The names come from our own
-/// schema, but quoting keeps that from mattering.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Deterministic generators, as session-local functions. They are declared
@@ -820,11 +706,5 @@ mod tests {
             let err = Plan::new(&args).unwrap_err().to_string();
             assert!(err.contains(message), "{err}");
         }
-    }
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(ident("tags"), "\"tags\"");
-        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
     }
 }

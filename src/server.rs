@@ -61,7 +61,7 @@ pub async fn run(
         .to_std()
         .filter(|expiry| !expiry.is_zero())
         .context("MSR_UPLOAD_EXPIRY must be positive")?;
-    let storage = Storage::open(&args.storage)?;
+    let storage = Storage::open(&args.storage.location)?;
     tracing::info!(storage = storage.location(), "registry storage");
     let pool = connect(global).await?;
     db::migrate(&pool).await?;

@@ -98,7 +98,9 @@ pub fn global_args(database_url: &str) -> GlobalArgs {
 
 pub fn serve_args(storage: &std::path::Path) -> ServeArgs {
     ServeArgs {
-        storage: storage.display().to_string(),
+        storage: msr::config::RegistryStorage {
+            location: storage.display().to_string(),
+        },
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_username: ADMIN.to_owned(),
         admin_password: Some(ADMIN_PASSWORD.to_owned().into()),

@@ -1,0 +1,455 @@
+//! Writing an archive from one database snapshot, as a stream.
+//!
+//! Consistency: every read happens in one `REPEATABLE READ READ ONLY`
+//! transaction, so the counts in `backup.json`, the rows, and the list of
+//! blobs copied are the same snapshot however many pushes and API writes go
+//! on meanwhile; nothing is locked, so they do go on.
+//!
+//! Speed and memory: each table is read with one `COPY` of `row_to_json`,
+//! whose output already is the NDJSON we store, and cut into chunks of
+//! [`CHUNK_BYTES`]; a chunk is compressed on a blocking thread while the
+//! next one arrives. Blobs are copied through in pieces, read ahead of the
+//! write. The checksums member needs its size in its header before its
+//! first byte: the metadata chunks' lines are kept (a few per table), and a
+//! blob's line is its digest, verified while it was copied, so those lines
+//! are listed again from the snapshot rather than remembered.
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail, ensure};
+use bytes::Bytes;
+use chrono::Utc;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use futures::StreamExt as _;
+use sha2::{Digest as _, Sha256};
+use sqlx::{Connection as _, PgConnection};
+use tokio::io::{AsyncWrite, BufWriter};
+use tokio::task::JoinHandle;
+
+use super::progress::Progress;
+use super::tar::TarWriter;
+use super::{
+    BlobsDescription, CHECKSUMS_MEMBER, CHUNK_BYTES, DESCRIPTION_MEMBER, DatasetDescription,
+    Description, FORMAT, FORMAT_VERSION, Kind, Options, Source, TableDescription, blob_member,
+    checksum_line, metadata_member, plan,
+};
+use crate::db::{self, ident};
+use crate::registry::digest::Digest;
+use crate::storage::Storage;
+
+/// gzip level 1: JSON rows repeat their keys, so even the fastest level
+/// shrinks them five to ten times, at several times the speed of level 6.
+const GZIP_LEVEL: u32 = 1;
+/// Blobs listed per round trip to the snapshot's cursor.
+const BLOB_BATCH: i64 = 512;
+/// Chunks of one blob read ahead of the archive write.
+const READ_AHEAD: usize = 4;
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub description: Description,
+    /// The archive's size in bytes.
+    pub bytes: u64,
+}
+
+/// Writes a whole archive to `sink`, which is flushed but not shut down.
+/// `storage` (the registry content) is needed for a full backup.
+///
+/// On error the archive is incomplete (no checksums member, or no end
+/// marker), and readers refuse it; a caller writing to a named place must
+/// still discard it.
+pub async fn write_archive<W>(
+    conn: &mut PgConnection,
+    storage: Option<&Storage>,
+    options: Options,
+    sink: W,
+    progress: &Progress,
+) -> anyhow::Result<Written>
+where
+    W: AsyncWrite + Unpin + Send,
+{
+    let started = Instant::now();
+    let mut tx = conn.begin().await?;
+    for setting in [
+        // First: the snapshot is taken by the first query after it.
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        // row_to_json writes times in the session's zone.
+        "SET LOCAL TimeZone = 'UTC'",
+        "SET LOCAL statement_timeout = 0",
+        "SET LOCAL idle_in_transaction_session_timeout = 0",
+    ] {
+        sqlx::query(setting).execute(&mut *tx).await?;
+    }
+
+    let schema_version = db::applied_schema_version(&mut tx).await?;
+    ensure!(
+        schema_version == db::schema_version(),
+        "the database schema is at version {schema_version}, this msr knows version {}: \
+         run the msr that matches it (or `msr migrate` first)",
+        db::schema_version()
+    );
+    let storage = match options.kind {
+        Kind::Full => Some(storage.context("a full backup needs the registry storage")?),
+        Kind::Metadata => None,
+    };
+
+    let (included, excluded) = plan(options.ignore_scan_data);
+    let mut datasets = Vec::new();
+    for dataset in &included {
+        let mut tables = Vec::new();
+        for table in dataset.tables {
+            tables.push(TableDescription {
+                name: (*table).to_owned(),
+                rows: count_rows(&mut tx, table).await?,
+                columns: columns(&mut tx, table).await?,
+            });
+        }
+        datasets.push(DatasetDescription {
+            name: dataset.name.to_owned(),
+            tables,
+        });
+    }
+    let blobs = match storage {
+        Some(_) => {
+            let (count, bytes): (i64, i64) =
+                sqlx::query_as("SELECT count(*), coalesce(sum(size), 0)::bigint FROM blobs")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            Some(BlobsDescription {
+                count: count as u64,
+                bytes: bytes as u64,
+            })
+        }
+        None => None,
+    };
+    let database: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(&mut *tx)
+        .await?;
+    let description = Description {
+        format: FORMAT.to_owned(),
+        format_version: FORMAT_VERSION,
+        kind: options.kind,
+        created: Utc::now(),
+        ignore_scan_data: options.ignore_scan_data,
+        schema_version,
+        msr_version: env!("CARGO_PKG_VERSION").to_owned(),
+        source: Source {
+            host: hostname::get()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            database,
+            storage: storage.map(|storage| storage.location().to_owned()),
+        },
+        datasets,
+        excluded,
+        blobs,
+    };
+    let mtime = description.created.timestamp();
+
+    let mut tar = TarWriter::new(BufWriter::with_capacity(1 << 20, sink));
+    let mut listed: Vec<(String, String)> = Vec::new();
+    let mut json = serde_json::to_vec_pretty(&description)?;
+    json.push(b'\n');
+    tar.append(DESCRIPTION_MEMBER, &json, mtime)
+        .await
+        .context("writing the archive")?;
+    listed.push((DESCRIPTION_MEMBER.to_owned(), sha256_hex(&json)));
+
+    progress.rows(description.rows());
+    for dataset in &description.datasets {
+        for table in &dataset.tables {
+            let rows = copy_table(
+                &mut tx,
+                &mut tar,
+                &mut listed,
+                &dataset.name,
+                &table.name,
+                mtime,
+                progress,
+            )
+            .await
+            .with_context(|| format!("backing up table {}", table.name))?;
+            ensure!(
+                rows == table.rows,
+                "table {}: read {rows} rows, but the snapshot counted {}",
+                table.name,
+                table.rows
+            );
+            tracing::debug!(table = %table.name, rows, "table written");
+        }
+    }
+
+    if let (Some(storage), Some(blobs)) = (storage, &description.blobs) {
+        progress.bytes(blobs.bytes);
+        copy_blobs(&mut tx, storage, &mut tar, *blobs, mtime, progress).await?;
+    }
+    write_checksums(&mut tx, &mut tar, &listed, description.blobs, mtime).await?;
+    tx.commit().await?;
+    let (_, bytes) = tar.finish().await.context("writing the archive")?;
+    progress.finish();
+    tracing::debug!(took = ?started.elapsed(), bytes, "archive written");
+    Ok(Written { description, bytes })
+}
+
+async fn count_rows(conn: &mut PgConnection, table: &str) -> anyhow::Result<u64> {
+    let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM ONLY public.{}",
+        ident(table)
+    )))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(count as u64)
+}
+
+/// A table's columns in order: the keys `row_to_json` gives each row.
+pub(crate) async fn columns(conn: &mut PgConnection, table: &str) -> anyhow::Result<Vec<String>> {
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT attname::text FROM pg_attribute
+          WHERE attrelid = ('public.' || quote_ident($1))::regclass
+            AND attnum > 0 AND NOT attisdropped
+          ORDER BY attnum",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
+    ensure!(!columns.is_empty(), "table {table} has no columns");
+    Ok(columns)
+}
+
+type Compressed = JoinHandle<std::io::Result<(Vec<u8>, String)>>;
+
+/// Streams one table into chunk members; returns its row count.
+async fn copy_table<W: AsyncWrite + Unpin + Send>(
+    conn: &mut PgConnection,
+    tar: &mut TarWriter<W>,
+    listed: &mut Vec<(String, String)>,
+    dataset: &str,
+    table: &str,
+    mtime: i64,
+    progress: &Progress,
+) -> anyhow::Result<u64> {
+    // CSV with delimiter and quote characters that JSON text never holds
+    // raw (it escapes every control character) is COPY without escaping:
+    // each line is exactly `row_to_json`'s output.
+    let sql = format!(
+        "COPY (SELECT row_to_json(t)::text FROM ONLY public.{} AS t) TO STDOUT \
+         WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')",
+        ident(table)
+    );
+    let mut stream = conn.copy_out_raw(&sql).await?;
+    let mut rows = 0u64;
+    let mut chunk = Vec::with_capacity(CHUNK_BYTES + (64 << 10));
+    let mut chunks = 0u64;
+    let mut pending: Option<(String, Compressed)> = None;
+    while let Some(data) = stream.next().await {
+        let data = data?;
+        let lines = data.iter().filter(|&&b| b == b'\n').count() as u64;
+        rows += lines;
+        progress.advance(lines);
+        chunk.extend_from_slice(&data);
+        if chunk.len() >= CHUNK_BYTES && chunk.ends_with(b"\n") {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES + (64 << 10)));
+            let path = metadata_member(dataset, table, chunks);
+            chunks += 1;
+            if let Some(previous) = pending.replace((path, compress(full))) {
+                write_chunk(tar, listed, previous, mtime, progress).await?;
+            }
+        }
+    }
+    drop(stream);
+    if !chunk.is_empty() {
+        ensure!(chunk.ends_with(b"\n"), "COPY output ended inside a row");
+        let path = metadata_member(dataset, table, chunks);
+        if let Some(previous) = pending.replace((path, compress(chunk))) {
+            write_chunk(tar, listed, previous, mtime, progress).await?;
+        }
+    }
+    if let Some(last) = pending {
+        write_chunk(tar, listed, last, mtime, progress).await?;
+    }
+    Ok(rows)
+}
+
+fn compress(rows: Vec<u8>) -> Compressed {
+    tokio::task::spawn_blocking(move || {
+        let mut encoder = GzEncoder::new(
+            Vec::with_capacity(rows.len() / 4),
+            Compression::new(GZIP_LEVEL),
+        );
+        encoder.write_all(&rows)?;
+        let gz = encoder.finish()?;
+        let hex = sha256_hex(&gz);
+        Ok((gz, hex))
+    })
+}
+
+async fn write_chunk<W: AsyncWrite + Unpin + Send>(
+    tar: &mut TarWriter<W>,
+    listed: &mut Vec<(String, String)>,
+    (path, compressed): (String, Compressed),
+    mtime: i64,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let (gz, hex) = compressed.await??;
+    tar.append(&path, &gz, mtime)
+        .await
+        .context("writing the archive")?;
+    listed.push((path, hex));
+    progress.archive_size(tar.written());
+    Ok(())
+}
+
+/// Copies every blob of the snapshot, in digest order, each checked
+/// against its digest and its recorded size on the way.
+async fn copy_blobs<W: AsyncWrite + Unpin + Send>(
+    conn: &mut PgConnection,
+    storage: &Storage,
+    tar: &mut TarWriter<W>,
+    expected: BlobsDescription,
+    mtime: i64,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "DECLARE msr_backup_blobs NO SCROLL CURSOR FOR SELECT digest, size FROM blobs ORDER BY digest",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let mut copied = 0u64;
+    loop {
+        let batch: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "FETCH FORWARD {BLOB_BATCH} FROM msr_backup_blobs"
+        )))
+        .fetch_all(&mut *conn)
+        .await?;
+        if batch.is_empty() {
+            break;
+        }
+        for (digest, size) in batch {
+            let digest: Digest = digest.parse()?;
+            copy_blob(storage, tar, &digest, size as u64, mtime, progress)
+                .await
+                .with_context(|| format!("backing up blob {digest}"))?;
+            copied += 1;
+        }
+    }
+    sqlx::query("CLOSE msr_backup_blobs")
+        .execute(&mut *conn)
+        .await?;
+    ensure!(
+        copied == expected.count,
+        "copied {copied} blobs, but the snapshot counted {}",
+        expected.count
+    );
+    Ok(())
+}
+
+async fn copy_blob<W: AsyncWrite + Unpin + Send>(
+    storage: &Storage,
+    tar: &mut TarWriter<W>,
+    digest: &Digest,
+    size: u64,
+    mtime: i64,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let key = digest.storage_key();
+    let stream = storage
+        .read(&key)
+        .await?
+        .with_context(|| format!("the metadata lists it, but storage has no {key}"))?;
+    // Reading runs ahead of hashing and writing, so the disk (or S3) and
+    // the archive's consumer are busy at the same time.
+    let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Result<Bytes, _>>(READ_AHEAD);
+    let reader = tokio::spawn(async move {
+        let mut stream = stream;
+        while let Some(chunk) = stream.next().await {
+            if chunks_tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    tar.start(&blob_member(digest.hex()), size, mtime)
+        .await
+        .context("writing the archive")?;
+    let mut hasher = Sha256::new();
+    let mut seen = 0u64;
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
+        seen += chunk.len() as u64;
+        if seen > size {
+            reader.abort();
+            bail!("storage holds more than the {size} bytes the metadata records");
+        }
+        hasher.update(&chunk);
+        tar.write(&chunk).await.context("writing the archive")?;
+        progress.advance(chunk.len() as u64);
+    }
+    reader.await?;
+    ensure!(
+        seen == size,
+        "storage holds {seen} bytes, the metadata records {size}"
+    );
+    let actual = Digest::from_hasher(hasher);
+    ensure!(
+        &actual == digest,
+        "the stored content is damaged: its sha256 is {actual}"
+    );
+    progress.archive_size(tar.written());
+    Ok(())
+}
+
+/// The last member: a `sha256sum -c` line per member, in archive order.
+async fn write_checksums<W: AsyncWrite + Unpin + Send>(
+    conn: &mut PgConnection,
+    tar: &mut TarWriter<W>,
+    listed: &[(String, String)],
+    blobs: Option<BlobsDescription>,
+    mtime: i64,
+) -> anyhow::Result<()> {
+    let mut head = String::new();
+    for (path, hex) in listed {
+        head.push_str(&checksum_line(hex, path));
+    }
+    let blob_count = blobs.map_or(0, |blobs| blobs.count);
+    let zero = "0".repeat(64);
+    let blob_line = checksum_line(&zero, &blob_member(&zero)).len() as u64;
+    let size = head.len() as u64 + blob_count * blob_line;
+    tar.start(CHECKSUMS_MEMBER, size, mtime)
+        .await
+        .context("writing the archive")?;
+    tar.write(head.as_bytes())
+        .await
+        .context("writing the archive")?;
+    if blob_count > 0 {
+        sqlx::query(
+            "DECLARE msr_backup_digests NO SCROLL CURSOR FOR SELECT digest FROM blobs ORDER BY digest",
+        )
+        .execute(&mut *conn)
+        .await?;
+        loop {
+            let batch: Vec<String> = sqlx::query_scalar(
+                "FETCH FORWARD 10000 FROM msr_backup_digests",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            if batch.is_empty() {
+                break;
+            }
+            let mut lines = String::with_capacity(batch.len() * blob_line as usize);
+            for digest in &batch {
+                let digest: Digest = digest.parse()?;
+                lines.push_str(&checksum_line(digest.hex(), &blob_member(digest.hex())));
+            }
+            tar.write(lines.as_bytes())
+                .await
+                .context("writing the archive")?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
