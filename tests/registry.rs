@@ -7,18 +7,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
+use common::moto::Moto;
+use common::oci::{host_of, oci_image, push, sha256, skopeo};
 use common::{ADMIN, ADMIN_PASSWORD, Server, TestApp, TestDb, assert_error, send};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
 
 /// A repository straight in the database (the repositories API is tested
 /// on its own).
@@ -31,127 +27,6 @@ async fn create_repository(db: &TestDb, namespace: &str, name: &str) {
     .execute(&mut db.connect().await)
     .await
     .unwrap();
-}
-
-/// An OCI image layout with a linux/arm64 image of gzip layers, tagged `v1`.
-/// Returns the manifest's digest and the layer digests.
-struct OciImage {
-    dir: tempfile::TempDir,
-    manifest_digest: String,
-    layer_digests: Vec<String>,
-    total_size: u64,
-}
-
-fn oci_image(layer_sizes: &[usize]) -> OciImage {
-    let dir = tempfile::tempdir().unwrap();
-    let blobs = dir.path().join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let write_blob = |bytes: &[u8]| -> String {
-        let digest = sha256(bytes);
-        std::fs::write(blobs.join(&digest[7..]), bytes).unwrap();
-        digest
-    };
-    let mut layers = Vec::new();
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    for (i, size) in layer_sizes.iter().enumerate() {
-        // Incompressible content, as real layers are after gzip.
-        let content: Vec<u8> = (0..*size)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect();
-        let work = tempfile::tempdir().unwrap();
-        std::fs::write(work.path().join(format!("file{i}")), &content).unwrap();
-        let tarball = work.path().join("layer.tar");
-        let status = Command::new("tar")
-            .args([
-                "-cf",
-                tarball.to_str().unwrap(),
-                "-C",
-                work.path().to_str().unwrap(),
-                &format!("file{i}"),
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let diff_id = sha256(&std::fs::read(&tarball).unwrap());
-        let status = Command::new("gzip")
-            .args(["-1", "-n", tarball.to_str().unwrap()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let bytes = std::fs::read(work.path().join("layer.tar.gz")).unwrap();
-        layers.push((write_blob(&bytes), bytes.len(), diff_id));
-    }
-    let config = serde_json::to_vec(&json!({
-        "architecture": "arm64", "os": "linux",
-        "config": {}, "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.2.clone()).collect::<Vec<_>>()}
-    }))
-    .unwrap();
-    let config_digest = write_blob(&config);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-        "layers": layers.iter().map(|(digest, size, _)| json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size
-        })).collect::<Vec<_>>(),
-    }))
-    .unwrap();
-    let manifest_digest = write_blob(&manifest);
-    std::fs::write(
-        dir.path().join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest, "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "v1"}
-        }]
-    });
-    std::fs::write(
-        dir.path().join("index.json"),
-        serde_json::to_vec(&index).unwrap(),
-    )
-    .unwrap();
-    let total_size =
-        (manifest.len() + config.len() + layers.iter().map(|l| l.1).sum::<usize>()) as u64;
-    OciImage {
-        dir,
-        manifest_digest,
-        layer_digests: layers.into_iter().map(|l| l.0).collect(),
-        total_size,
-    }
-}
-
-fn skopeo(args: &[&str]) -> std::process::Output {
-    Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .expect("skopeo is required for these tests (apt-get install skopeo; .ci/run installs it)")
-}
-
-fn host_of(base: &str) -> &str {
-    base.trim_start_matches("http://")
-}
-
-fn push(image: &OciImage, host: &str, target: &str, creds: &str) -> std::process::Output {
-    skopeo(&[
-        "copy",
-        "--preserve-digests",
-        "--dest-creds",
-        creds,
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", image.dir.path().display()),
-        &format!("docker://{host}/{target}"),
-    ])
 }
 
 /// Push with skopeo, pull back with skopeo, and compare: the round trip a
@@ -261,93 +136,6 @@ async fn skopeo_round_trip_on_local_storage() {
         !server.storage_path().join("_uploads").exists(),
         "no upload left behind"
     );
-}
-
-/// A moto S3 server on an ephemeral port, stopped on drop.
-struct Moto {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl Moto {
-    async fn start() -> Self {
-        let binary = std::env::var("MSR_TEST_MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
-            });
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "moto_server is required for the S3 tests ({}: {err}); .ci/run installs it",
-                    binary.display()
-                )
-            });
-        // From here on the Moto value owns the process and reaps it on drop,
-        // whatever happens below.
-        let moto = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let http = reqwest::Client::new();
-        for _ in 0..200 {
-            if http
-                .get(format!("{}/moto-api/", moto.endpoint))
-                .send()
-                .await
-                .is_ok()
-            {
-                return moto;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("moto_server did not start on {}", moto.endpoint);
-    }
-
-    async fn create_bucket(&self, bucket: &str) {
-        let response = reqwest::Client::new()
-            .put(format!("{}/{bucket}", self.endpoint))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "creating bucket: {}",
-            response.status()
-        );
-    }
-
-    async fn object_keys(&self, bucket: &str) -> Vec<String> {
-        let listing = reqwest::Client::new()
-            .get(format!("{}/{bucket}?list-type=2", self.endpoint))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        listing
-            .split("<Key>")
-            .skip(1)
-            .map(|rest| rest.split("</Key>").next().unwrap().to_owned())
-            .collect()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]

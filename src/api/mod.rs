@@ -3,6 +3,7 @@
 
 mod accounts;
 pub mod auth;
+mod backups;
 mod distribution;
 pub mod extract;
 mod health;
@@ -70,6 +71,7 @@ where
 pub fn routes() -> Vec<Route> {
     let mut routes = health::routes();
     routes.extend(settings::routes());
+    routes.extend(backups::routes());
     routes.extend(distribution::routes());
     routes.extend(tags::routes());
     routes.extend(trust::routes());

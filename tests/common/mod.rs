@@ -7,6 +7,9 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod moto;
+pub mod oci;
+
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

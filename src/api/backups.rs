@@ -1,0 +1,106 @@
+//! `/api/v0/meta/backups/new`: a fresh archive as the response body, so a
+//! backup can be taken with curl alone. Admin-only.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{Method, header};
+use axum::response::Response;
+use chrono::Utc;
+use futures::StreamExt as _;
+use tokio_util::io::ReaderStream;
+
+use super::auth::Admin;
+use super::extract::QueryPairs;
+use super::{AppState, Route, route};
+use crate::backup::progress::Progress;
+use crate::backup::write::write_archive;
+use crate::backup::{Kind, Options};
+use crate::error::{ApiError, ApiResult};
+use crate::registry::Invalid;
+
+pub fn routes() -> Vec<Route> {
+    vec![route(Method::GET, "/api/v0/meta/backups/new", new_backup)]
+}
+
+/// Bytes buffered between the archive writer and the response: enough to
+/// keep both sides busy, small enough that a slow client holds little.
+const PIPE_BYTES: usize = 1 << 20;
+
+async fn new_backup(
+    Admin(admin): Admin,
+    State(state): State<AppState>,
+    query: QueryPairs,
+) -> ApiResult<Response> {
+    let query = query.only(&["fullBackup", "ignoreScanData"])?;
+    let options = Options {
+        kind: if flag(&query, "fullBackup")? {
+            Kind::Full
+        } else {
+            Kind::Metadata
+        },
+        ignore_scan_data: flag(&query, "ignoreScanData")?,
+    };
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(|err| ApiError::internal(format_args!("database: {err}")))?;
+    let (pipe_writer, pipe_reader) = tokio::io::duplex(PIPE_BYTES);
+    let (outcome_tx, outcome) = tokio::sync::oneshot::channel::<bool>();
+    let storage = state.storage.clone();
+    let user = admin.name.clone();
+    tokio::spawn(async move {
+        let progress = Progress::hidden();
+        let written = write_archive(&mut conn, Some(&storage), options, pipe_writer, &progress).await;
+        match &written {
+            Ok(written) => tracing::info!(
+                kind = %options.kind,
+                bytes = written.bytes,
+                rows = written.description.rows(),
+                by = %user,
+                "backup downloaded"
+            ),
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), by = %user, "backup download failed"),
+        }
+        let _ = outcome_tx.send(written.is_ok());
+    });
+    // A writer that failed part way must not look like a complete download:
+    // the body ends in an error, so the connection is cut instead of closed
+    // cleanly, and curl reports a failed transfer.
+    let trailer = futures::stream::once(async move {
+        match outcome.await {
+            Ok(true) => None,
+            _ => Some(Err(std::io::Error::other(
+                "the backup failed part way; see the server log",
+            ))),
+        }
+    })
+    .filter_map(std::future::ready);
+    let body = ReaderStream::with_capacity(pipe_reader, 64 << 10)
+        .map(|chunk| chunk.map(Bytes::from))
+        .chain(trailer);
+    let name = format!(
+        "msr-backup-{}-{}.tar",
+        options.kind,
+        Utc::now().format("%Y%m%dT%H%M%SZ")
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        )
+        .body(Body::from_stream(body))
+        .map_err(|err| ApiError::internal(format_args!("building the response: {err}")))
+}
+
+fn flag(query: &QueryPairs, name: &str) -> Result<bool, Invalid> {
+    match query.get(name) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(Invalid::new(
+            name,
+            format!("must be true or false, got {other:?}"),
+        )),
+    }
+}
