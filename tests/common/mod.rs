@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod archive;
 pub mod moto;
 pub mod oci;
 
@@ -133,11 +134,17 @@ impl TestApp {
 
     /// Serves `db`, but connects through `database_url` (e.g. a proxy).
     pub async fn spawn_on(db: TestDb, database_url: &str) -> Self {
+        let storage = tempfile::tempdir().expect("a temporary storage directory");
+        Self::spawn_with(db, database_url, storage).await
+    }
+
+    /// Serves `db` with `storage` as its registry content (a restored
+    /// instance, say).
+    pub async fn spawn_with(db: TestDb, database_url: &str, storage: tempfile::TempDir) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let global = global_args(database_url);
-        let storage = tempfile::tempdir().expect("a temporary storage directory");
         let args = serve_args(storage.path());
         let task = tokio::spawn(async move {
             msr::server::run(&global, &args, listener, async {
