@@ -151,7 +151,11 @@ pub struct RegistryStorage {
     /// Where image and chart content is stored: a directory, or
     /// `s3://bucket/prefix` (credentials, region and endpoint from the usual
     /// `AWS_*` variables).
-    #[arg(long = "storage", env = "MSR_STORAGE", default_value = "./data/registry")]
+    #[arg(
+        long = "storage",
+        env = "MSR_STORAGE",
+        default_value = "./data/registry"
+    )]
     pub location: String,
 }
 

@@ -1,7 +1,7 @@
 //! `/api/v0/meta/backups/new`: a fresh archive as the response body, so a
 //! backup can be taken with curl alone. Admin-only.
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Method, header};
 use axum::response::Response;
@@ -51,7 +51,8 @@ async fn new_backup(
     let user = admin.name.clone();
     tokio::spawn(async move {
         let progress = Progress::hidden();
-        let written = write_archive(&mut conn, Some(&storage), options, pipe_writer, &progress).await;
+        let written =
+            write_archive(&mut conn, Some(&storage), options, pipe_writer, &progress).await;
         match &written {
             Ok(written) => tracing::info!(
                 kind = %options.kind,
@@ -60,7 +61,9 @@ async fn new_backup(
                 by = %user,
                 "backup downloaded"
             ),
-            Err(err) => tracing::warn!(error = %format!("{err:#}"), by = %user, "backup download failed"),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), by = %user, "backup download failed")
+            }
         }
         let _ = outcome_tx.send(written.is_ok());
     });
@@ -76,9 +79,7 @@ async fn new_backup(
         }
     })
     .filter_map(std::future::ready);
-    let body = ReaderStream::with_capacity(pipe_reader, 64 << 10)
-        .map(|chunk| chunk.map(Bytes::from))
-        .chain(trailer);
+    let body = ReaderStream::with_capacity(pipe_reader, 64 << 10).chain(trailer);
     let name = format!(
         "msr-backup-{}-{}.tar",
         options.kind,

@@ -21,7 +21,11 @@ const READ_BUFFER: usize = 1 << 20;
 
 pub async fn backup(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<()> {
     let options = Options {
-        kind: if args.full { Kind::Full } else { Kind::Metadata },
+        kind: if args.full {
+            Kind::Full
+        } else {
+            Kind::Metadata
+        },
         ignore_scan_data: args.ignore_scan_data,
     };
     let storage = match options.kind {
@@ -189,7 +193,11 @@ fn verify_summary(description: &Description, totals: &Totals) -> String {
         }
     }
     for excluded in &description.excluded {
-        let _ = writeln!(out, "  not included: {} ({})", excluded.name, excluded.reason);
+        let _ = writeln!(
+            out,
+            "  not included: {} ({})",
+            excluded.name, excluded.reason
+        );
     }
     if description.kind == Kind::Full {
         let _ = writeln!(

@@ -164,10 +164,7 @@ impl<R: AsyncRead + Unpin> ArchiveReader<R> {
         };
         self.totals.members += 1;
         let Some(path) = MemberPath::parse(&entry.path) else {
-            return Err(damaged(
-                &entry.path,
-                "not a member an msr archive holds",
-            ));
+            return Err(damaged(&entry.path, "not a member an msr archive holds"));
         };
         match path {
             MemberPath::Description => Err(damaged(&entry.path, "a second description")),
@@ -177,7 +174,9 @@ impl<R: AsyncRead + Unpin> ArchiveReader<R> {
                 chunk,
             } => {
                 let (dataset, table) = (dataset.to_owned(), table.to_owned());
-                self.read_rows(&entry.path, dataset, table, chunk).await.map(Some)
+                self.read_rows(&entry.path, dataset, table, chunk)
+                    .await
+                    .map(Some)
             }
             MemberPath::Blob(hex) => {
                 let hex = hex.to_owned();
@@ -333,7 +332,10 @@ impl<R: AsyncRead + Unpin> ArchiveReader<R> {
         if actual != blob.digest {
             return Err(damaged(
                 &blob.member,
-                format!("content does not match its digest (its sha256 is {})", actual.hex()),
+                format!(
+                    "content does not match its digest (its sha256 is {})",
+                    actual.hex()
+                ),
             ));
         }
         self.blob_lines
@@ -415,7 +417,12 @@ impl<R: AsyncRead + Unpin> ArchiveReader<R> {
         index: &mut usize,
         blob_lines: &mut Sha256,
     ) -> Result<(), ArchiveError> {
-        let malformed = || damaged(CHECKSUMS_MEMBER, format!("line {} is malformed", *index + 1));
+        let malformed = || {
+            damaged(
+                CHECKSUMS_MEMBER,
+                format!("line {} is malformed", *index + 1),
+            )
+        };
         let text = std::str::from_utf8(line).map_err(|_| malformed())?;
         let (hex, path) = text
             .strip_suffix('\n')
@@ -452,7 +459,6 @@ impl<R: AsyncRead + Unpin> ArchiveReader<R> {
             )),
         }
     }
-
 }
 
 fn convert(err: ReadError) -> ArchiveError {
@@ -471,7 +477,9 @@ fn parse_description(json: &[u8]) -> Result<Description, ArchiveError> {
         format_version: u32,
     }
     let header: Header = serde_json::from_slice(json).map_err(|err| {
-        ArchiveError::Foreign(format!("{DESCRIPTION_MEMBER} is not an msr description: {err}"))
+        ArchiveError::Foreign(format!(
+            "{DESCRIPTION_MEMBER} is not an msr description: {err}"
+        ))
     })?;
     if header.format != FORMAT {
         return Err(ArchiveError::Foreign(format!(
@@ -486,8 +494,8 @@ fn parse_description(json: &[u8]) -> Result<Description, ArchiveError> {
             header.format_version
         )));
     }
-    let description: Description = serde_json::from_slice(json)
-        .map_err(|err| damaged(DESCRIPTION_MEMBER, err.to_string()))?;
+    let description: Description =
+        serde_json::from_slice(json).map_err(|err| damaged(DESCRIPTION_MEMBER, err.to_string()))?;
     if (description.kind == Kind::Full) != description.blobs.is_some() {
         return Err(damaged(
             DESCRIPTION_MEMBER,

@@ -106,7 +106,10 @@ where
             .iter()
             .find(|known| known.name == dataset.name && known.class != BackupClass::Never)
             .with_context(|| {
-                format!("the archive holds dataset {:?}, which this msr does not restore", dataset.name)
+                format!(
+                    "the archive holds dataset {:?}, which this msr does not restore",
+                    dataset.name
+                )
             })?;
         if known.class == BackupClass::ScanData && options.ignore_scan_data {
             skipped.push(format!("{} (--ignore-scan-data)", dataset.name));
@@ -199,7 +202,11 @@ async fn prepare_target(
     tables: &[&str],
     replace: bool,
 ) -> anyhow::Result<()> {
-    let list = tables.iter().map(|t| ident(t)).collect::<Vec<_>>().join(", ");
+    let list = tables
+        .iter()
+        .map(|t| ident(t))
+        .collect::<Vec<_>>()
+        .join(", ");
     // No replica writes while we look, nor until we commit.
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "LOCK TABLE {list} IN ACCESS EXCLUSIVE MODE"
@@ -304,9 +311,7 @@ async fn produce<R: AsyncRead + Unpin + Send>(
                         spec.convert(&ndjson, &mut out).map(|()| out)
                     })
                     .await?
-                    .map_err(|problem| {
-                        anyhow::anyhow!("metadata/{dataset}/{table}: {problem}")
-                    })?;
+                    .map_err(|problem| anyhow::anyhow!("metadata/{dataset}/{table}: {problem}"))?;
                     if messages
                         .send(Ok(Message::Rows { table, copy_text }))
                         .await
@@ -494,7 +499,10 @@ fn write_value(raw: &str, json_column: bool, out: &mut Vec<u8>) -> Result<(), St
 /// COPY text escaping: backslash, and the three characters that would end a
 /// field or a row.
 fn escape_copy(bytes: &[u8], out: &mut Vec<u8>) {
-    if !bytes.iter().any(|b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t')) {
+    if !bytes
+        .iter()
+        .any(|b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t'))
+    {
         out.extend_from_slice(bytes);
         return;
     }
@@ -568,7 +576,10 @@ mod tests {
 
     #[test]
     fn rows_become_copy_text() {
-        let spec = spec(&["id", "name", "value", "data", "n", "flag"], &[false, false, true, false, false, false]);
+        let spec = spec(
+            &["id", "name", "value", "data", "n", "flag"],
+            &[false, false, true, false, false, false],
+        );
         let ndjson = concat!(
             r#"{"id":"a","name":"tab\there\\back\nline","value":{"k":"v\n"},"data":"\\x00ff","n":1.5,"flag":true}"#,
             "\n",
@@ -593,8 +604,14 @@ mod tests {
         for (ndjson, problem) in [
             ("{\"id\":\"a\"}\n", "row 1: 1 fields"),
             ("{\"id\":\"a\",\"nom\":\"b\"}\n", "row 1: no \"name\" field"),
-            ("{\"id\":\"a\",\"name\":\"b\"}\n[1]\n", "row 2: not a JSON object"),
-            ("{\"id\":\"a\",\"name\":[1]}\n", "row 1: name: an object or array"),
+            (
+                "{\"id\":\"a\",\"name\":\"b\"}\n[1]\n",
+                "row 2: not a JSON object",
+            ),
+            (
+                "{\"id\":\"a\",\"name\":[1]}\n",
+                "row 1: name: an object or array",
+            ),
         ] {
             let err = spec.convert(ndjson.as_bytes(), &mut out).unwrap_err();
             assert!(err.starts_with(problem), "{err}");

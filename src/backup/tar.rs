@@ -62,7 +62,9 @@ fn split_path(path: &str) -> io::Result<(&str, &str)> {
             format!("archive path {path:?} is too long for a ustar header"),
         )
     };
-    let split = path[..path.len().min(156)].rfind('/').ok_or_else(too_long)?;
+    let split = path[..path.len().min(156)]
+        .rfind('/')
+        .ok_or_else(too_long)?;
     let (prefix, name) = (&path[..split], &path[split + 1..]);
     if name.is_empty() || name.len() > 100 {
         return Err(too_long());
@@ -263,7 +265,9 @@ impl<R: AsyncRead + Unpin> TarReader<R> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let got = self.inner.read(&mut buf[..want]).await?;
         if got == 0 {
             return Err(ReadError::Truncated(self.current.clone()));

@@ -429,11 +429,10 @@ async fn write_checksums<W: AsyncWrite + Unpin + Send>(
         .execute(&mut *conn)
         .await?;
         loop {
-            let batch: Vec<String> = sqlx::query_scalar(
-                "FETCH FORWARD 10000 FROM msr_backup_digests",
-            )
-            .fetch_all(&mut *conn)
-            .await?;
+            let batch: Vec<String> =
+                sqlx::query_scalar("FETCH FORWARD 10000 FROM msr_backup_digests")
+                    .fetch_all(&mut *conn)
+                    .await?;
             if batch.is_empty() {
                 break;
             }

@@ -118,9 +118,7 @@ pub fn contents(archive: &[u8]) -> Contents {
         } else if let Some(hex) = member.path.strip_prefix("blobs/sha256/") {
             use sha2::Digest as _;
             let actual = hex::encode(sha2::Sha256::digest(bytes));
-            contents
-                .blobs
-                .insert(hex.to_owned(), (bytes.len(), actual));
+            contents.blobs.insert(hex.to_owned(), (bytes.len(), actual));
         }
     }
     for rows in contents.tables.values_mut() {
@@ -158,7 +156,10 @@ pub async fn with_description(
                     .lines()
                     .map(|line| {
                         if line.ends_with("  backup.json") {
-                            format!("{}  backup.json\n", hex::encode(sha2::Sha256::digest(&json)))
+                            format!(
+                                "{}  backup.json\n",
+                                hex::encode(sha2::Sha256::digest(&json))
+                            )
                         } else {
                             format!("{line}\n")
                         }

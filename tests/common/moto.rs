@@ -90,4 +90,3 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
-

@@ -129,4 +129,3 @@ pub fn push(image: &OciImage, host: &str, target: &str, creds: &str) -> std::pro
         &format!("docker://{host}/{target}"),
     ])
 }
-
