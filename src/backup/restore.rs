@@ -150,7 +150,7 @@ where
     let produced = producer.await.context("the archive reader stopped")?;
     let outcome = async {
         let (tables, totals) = loaded?;
-        let (blobs_present, _) = produced?;
+        let blobs_present = produced?;
         for (table, rows) in &tables {
             let described = description
                 .datasets
@@ -287,7 +287,7 @@ async fn produce<R: AsyncRead + Unpin + Send>(
     specs: HashMap<String, ColumnSpec>,
     staging: Option<(Storage, String)>,
     messages: mpsc::Sender<anyhow::Result<Message>>,
-) -> anyhow::Result<(u64, ())> {
+) -> anyhow::Result<u64> {
     let specs = std::sync::Arc::new(specs);
     let outcome: anyhow::Result<(Totals, u64)> = async {
         let mut present = 0u64;
@@ -351,7 +351,7 @@ async fn produce<R: AsyncRead + Unpin + Send>(
     match outcome {
         Ok((totals, present)) => {
             let _ = messages.send(Ok(Message::Done(totals))).await;
-            Ok((present, ()))
+            Ok(present)
         }
         Err(err) => {
             let message = format!("{err:#}");
