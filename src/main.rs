@@ -5,6 +5,14 @@ use tracing_subscriber::EnvFilter;
 
 use msr::config::{Cli, Command, DevCommand, LogFormat};
 
+/// glibc's allocator gives each thread that allocates an arena of its own
+/// and keeps what the threads free there: `msr backup`'s peak RSS grew
+/// with the size of the data (40 MiB at 1x, 98 MiB at 10x) although its
+/// buffers are bounded. mimalloc returns freed memory, and the peak stays
+/// flat.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

@@ -779,3 +779,64 @@ async fn a_backup_is_one_snapshot_while_pushes_and_deletes_go_on() {
     restored.close().await;
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_backup_of_damaged_storage_fails_and_leaves_no_file() {
+    let (app, archive) = small_archive().await;
+    let blob = member(&archive, "blobs/sha256/");
+    let hex = blob.path.trim_start_matches("blobs/sha256/").to_owned();
+    let stored = app.storage.path().join("blobs/sha256").join(&hex);
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("backup.tar");
+    let target_arg = target.display().to_string();
+
+    let mut content = std::fs::read(&stored).unwrap();
+    let middle = content.len() / 2;
+    content[middle] ^= 1;
+    std::fs::write(&stored, &content).unwrap();
+    let failed = msr(
+        &["backup", "--full", &target_arg],
+        &app.db.url,
+        app.storage.path(),
+        None,
+    );
+    let said = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(
+        said.contains(&format!("blob sha256:{hex}")) && said.contains("damaged"),
+        "{said}"
+    );
+    assert_eq!(
+        files(out.path()),
+        Vec::<String>::new(),
+        "no archive, no partial file"
+    );
+
+    std::fs::remove_file(&stored).unwrap();
+    let failed = msr(
+        &["backup", "--full", "-"],
+        &app.db.url,
+        app.storage.path(),
+        None,
+    );
+    let said = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(said.contains("storage has no"), "{said}");
+    // What reached stdout before the failure is not an archive anyone accepts.
+    let refused = msr(
+        &["verify", "-"],
+        "",
+        app.storage.path(),
+        Some(&failed.stdout),
+    );
+    assert!(!refused.status.success());
+
+    // A metadata backup does not read blobs, so it still works.
+    msr_ok(
+        &["backup", &target_arg],
+        &app.db.url,
+        app.storage.path(),
+        None,
+    );
+    assert_eq!(files(out.path()), vec!["backup.tar".to_owned()]);
+}

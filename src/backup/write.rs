@@ -26,7 +26,6 @@ use futures::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use sqlx::{Connection as _, PgConnection};
 use tokio::io::{AsyncWrite, BufWriter};
-use tokio::task::JoinHandle;
 
 use super::progress::Progress;
 use super::tar::TarWriter;
@@ -159,11 +158,13 @@ where
     listed.push((DESCRIPTION_MEMBER.to_owned(), sha256_hex(&json)));
 
     progress.rows(description.rows());
+    let mut compressor = Compressor::start()?;
     for dataset in &description.datasets {
         for table in &dataset.tables {
             let rows = copy_table(
                 &mut tx,
                 &mut tar,
+                &mut compressor,
                 &mut listed,
                 &dataset.name,
                 &table.name,
@@ -181,6 +182,7 @@ where
             tracing::debug!(table = %table.name, rows, "table written");
         }
     }
+    drop(compressor);
 
     if let (Some(storage), Some(blobs)) = (storage, &description.blobs) {
         progress.bytes(blobs.bytes);
@@ -219,12 +221,12 @@ pub(crate) async fn columns(conn: &mut PgConnection, table: &str) -> anyhow::Res
     Ok(columns)
 }
 
-type Compressed = JoinHandle<std::io::Result<(Vec<u8>, String)>>;
-
 /// Streams one table into chunk members; returns its row count.
+#[allow(clippy::too_many_arguments)]
 async fn copy_table<W: AsyncWrite + Unpin + Send>(
     conn: &mut PgConnection,
     tar: &mut TarWriter<W>,
+    compressor: &mut Compressor,
     listed: &mut Vec<(String, String)>,
     dataset: &str,
     table: &str,
@@ -241,9 +243,10 @@ async fn copy_table<W: AsyncWrite + Unpin + Send>(
     );
     let mut stream = conn.copy_out_raw(&sql).await?;
     let mut rows = 0u64;
-    let mut chunk = Vec::with_capacity(CHUNK_BYTES + (64 << 10));
+    let mut chunk = compressor.buffer();
     let mut chunks = 0u64;
-    let mut pending: Option<(String, Compressed)> = None;
+    // The member being compressed while the next chunk fills.
+    let mut in_flight: Option<String> = None;
     while let Some(data) = stream.next().await {
         let data = data?;
         let lines = data.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -251,55 +254,161 @@ async fn copy_table<W: AsyncWrite + Unpin + Send>(
         progress.advance(lines);
         chunk.extend_from_slice(&data);
         if chunk.len() >= CHUNK_BYTES && chunk.ends_with(b"\n") {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES + (64 << 10)));
             let path = metadata_member(dataset, table, chunks);
             chunks += 1;
-            if let Some(previous) = pending.replace((path, compress(full))) {
-                write_chunk(tar, listed, previous, mtime, progress).await?;
-            }
+            let done = compressor.compress(chunk).await?;
+            let previous = in_flight.replace(path);
+            chunk = write_chunk(tar, compressor, listed, previous, done, mtime, progress).await?;
         }
     }
     drop(stream);
     if !chunk.is_empty() {
         ensure!(chunk.ends_with(b"\n"), "COPY output ended inside a row");
         let path = metadata_member(dataset, table, chunks);
-        if let Some(previous) = pending.replace((path, compress(chunk))) {
-            write_chunk(tar, listed, previous, mtime, progress).await?;
-        }
+        let done = compressor.compress(chunk).await?;
+        let previous = in_flight.replace(path);
+        chunk = write_chunk(tar, compressor, listed, previous, done, mtime, progress).await?;
     }
-    if let Some(last) = pending {
-        write_chunk(tar, listed, last, mtime, progress).await?;
-    }
+    let done = compressor.finish().await?;
+    let spare = write_chunk(tar, compressor, listed, in_flight, done, mtime, progress).await?;
+    compressor.recycle_buffer(spare);
+    compressor.recycle_buffer(chunk);
     Ok(rows)
 }
 
-fn compress(rows: Vec<u8>) -> Compressed {
-    tokio::task::spawn_blocking(move || {
-        let mut encoder = GzEncoder::new(
-            Vec::with_capacity(rows.len() / 4),
-            Compression::new(GZIP_LEVEL),
-        );
-        encoder.write_all(&rows)?;
-        let gz = encoder.finish()?;
-        let hex = sha256_hex(&gz);
-        Ok((gz, hex))
-    })
-}
-
+/// Writes the member a finished compression made, if there is one, and
+/// hands back an empty buffer for the next chunk.
 async fn write_chunk<W: AsyncWrite + Unpin + Send>(
     tar: &mut TarWriter<W>,
+    compressor: &mut Compressor,
     listed: &mut Vec<(String, String)>,
-    (path, compressed): (String, Compressed),
+    path: Option<String>,
+    done: Option<Compressed>,
     mtime: i64,
     progress: &Progress,
-) -> anyhow::Result<()> {
-    let (gz, hex) = compressed.await??;
-    tar.append(&path, &gz, mtime)
+) -> anyhow::Result<Vec<u8>> {
+    let (Some(path), Some(done)) = (path, done) else {
+        return Ok(compressor.buffer());
+    };
+    tar.append(&path, &done.gz, mtime)
         .await
         .context("writing the archive")?;
-    listed.push((path, hex));
+    listed.push((path, done.hex));
     progress.archive_size(tar.written());
-    Ok(())
+    compressor.recycle_output(done.gz);
+    Ok(done.rows)
+}
+
+/// A compressed chunk, and the buffer its rows were in (emptied) for reuse.
+struct Compressed {
+    rows: Vec<u8>,
+    gz: Vec<u8>,
+    hex: String,
+}
+
+/// Compresses chunks on a thread of its own, one while the caller gathers
+/// the next, reusing the same few buffers: memory stays at two chunks and
+/// their output whatever the data's size. (Compressing on tokio's blocking
+/// pool instead let peak RSS grow with the data: each of its short-lived
+/// threads ends up with an allocator arena of its own.)
+struct Compressor {
+    jobs: Option<std::sync::mpsc::Sender<(Vec<u8>, Vec<u8>)>>,
+    results: tokio::sync::mpsc::Receiver<std::io::Result<Compressed>>,
+    busy: bool,
+    spare_rows: Vec<Vec<u8>>,
+    spare_gz: Option<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Compressor {
+    fn start() -> std::io::Result<Self> {
+        let (jobs, inbox) = std::sync::mpsc::channel::<(Vec<u8>, Vec<u8>)>();
+        let (outbox, results) = tokio::sync::mpsc::channel(1);
+        let thread = std::thread::Builder::new()
+            .name("msr-gzip".into())
+            .spawn(move || {
+                for (mut rows, mut gz) in inbox {
+                    gz.clear();
+                    let mut encoder = GzEncoder::new(gz, Compression::new(GZIP_LEVEL));
+                    let result = encoder
+                        .write_all(&rows)
+                        .and_then(|()| encoder.finish())
+                        .map(|gz| {
+                            rows.clear();
+                            let hex = sha256_hex(&gz);
+                            Compressed { rows, gz, hex }
+                        });
+                    if outbox.blocking_send(result).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Self {
+            jobs: Some(jobs),
+            results,
+            busy: false,
+            spare_rows: Vec::new(),
+            spare_gz: None,
+            thread: Some(thread),
+        })
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare_rows
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES + (64 << 10)))
+    }
+
+    fn recycle_buffer(&mut self, mut rows: Vec<u8>) {
+        rows.clear();
+        if self.spare_rows.len() < 2 {
+            self.spare_rows.push(rows);
+        }
+    }
+
+    fn recycle_output(&mut self, gz: Vec<u8>) {
+        self.spare_gz = Some(gz);
+    }
+
+    /// Starts compressing `rows`; returns the previous chunk's result.
+    async fn compress(&mut self, rows: Vec<u8>) -> anyhow::Result<Option<Compressed>> {
+        let previous = self.finish().await?;
+        let gz = self
+            .spare_gz
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES / 4));
+        self.jobs
+            .as_ref()
+            .expect("the thread runs until drop")
+            .send((rows, gz))
+            .map_err(|_| anyhow::anyhow!("the compression thread stopped"))?;
+        self.busy = true;
+        Ok(previous)
+    }
+
+    /// The result of the chunk in flight, if any.
+    async fn finish(&mut self) -> anyhow::Result<Option<Compressed>> {
+        if !std::mem::take(&mut self.busy) {
+            return Ok(None);
+        }
+        let done = self
+            .results
+            .recv()
+            .await
+            .context("the compression thread stopped")??;
+        Ok(Some(done))
+    }
+}
+
+impl Drop for Compressor {
+    fn drop(&mut self) {
+        // Closing both channels ends the thread's loop wherever it is.
+        self.jobs = None;
+        self.results.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Copies every blob of the snapshot, in digest order, each checked
