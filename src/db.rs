@@ -107,17 +107,21 @@ pub(crate) struct BulkLoad {
 }
 
 impl BulkLoad {
-    /// Drops the keys and indexes of `tables`, and every foreign key of the
-    /// schema (one may point at a key of `tables` from elsewhere).
+    /// Drops the keys and indexes of `tables`, and every foreign key from or
+    /// to them (one from elsewhere depends on a key of theirs). Other tables
+    /// are not touched, nor locked: a running server keeps using them.
     pub(crate) async fn begin(conn: &mut PgConnection, tables: &[&str]) -> anyhow::Result<Self> {
         let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
         let foreign_keys: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT t.relname::text, c.conname::text, pg_get_constraintdef(c.oid)
                FROM pg_constraint c
                JOIN pg_class t ON t.oid = c.conrelid
+               JOIN pg_class r ON r.oid = c.confrelid
               WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
+                AND (t.relname = ANY ($1) OR r.relname = ANY ($1))
               ORDER BY 1, 2",
         )
+        .bind(&tables)
         .fetch_all(&mut *conn)
         .await?;
         let keys: Vec<(String, String, String)> = sqlx::query_as(

@@ -66,7 +66,9 @@ async fn migrated() -> TestDb {
     db
 }
 
-#[tokio::test]
+// Two workers: the seed runs as a blocking subprocess while the served app,
+// in this process, must keep going (its upload sweeper may be mid-transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_seed_is_complete_and_consistent() {
     // Served from the start, so that its admin exists before the seeded
     // ones (start-up creates an admin only when there is none).

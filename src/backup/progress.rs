@@ -5,19 +5,23 @@
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 pub struct Progress {
     bar: ProgressBar,
+    terminal: bool,
 }
 
 impl Progress {
     /// Draws on stderr if it is a terminal, else nowhere.
     pub fn on_terminal() -> Self {
         if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.enable_steady_tick(Duration::from_millis(200));
-            Self { bar }
+            // Drawn (and ticking) once a phase gives it a style and a length.
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+            Self {
+                bar,
+                terminal: true,
+            }
         } else {
             Self::hidden()
         }
@@ -26,6 +30,7 @@ impl Progress {
     pub fn hidden() -> Self {
         Self {
             bar: ProgressBar::hidden(),
+            terminal: false,
         }
     }
 
@@ -33,12 +38,19 @@ impl Progress {
     pub fn rows(&self, total: u64) {
         self.bar.set_style(
             ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {human_pos}/{human_len} rows ({per_sec}) {msg}",
+                "{prefix} [{bar:30}] {human_pos}/{human_len} rows ({rate}) {msg}",
             )
             .expect("valid template")
+            .with_key(
+                "rate",
+                |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                    let _ = write!(out, "{}/s", HumanCount(state.per_sec() as u64));
+                },
+            )
             .progress_chars("=> "),
         );
         self.bar.set_prefix("metadata");
+        self.show();
         self.bar.set_length(total);
         self.bar.set_position(0);
         self.bar.reset_eta();
@@ -54,9 +66,17 @@ impl Progress {
             .progress_chars("=> "),
         );
         self.bar.set_prefix("blobs");
+        self.show();
         self.bar.set_length(total);
         self.bar.set_position(0);
         self.bar.reset_eta();
+    }
+
+    fn show(&self) {
+        if self.terminal {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+            self.bar.enable_steady_tick(Duration::from_millis(200));
+        }
     }
 
     pub fn advance(&self, n: u64) {

@@ -35,6 +35,9 @@ pub enum ArchiveError {
     Damaged { member: String, problem: String },
     #[error("the archive is truncated{}", match .0 { Some(member) => format!(" in member {member}"), None => " (it ends before its checksums member)".to_owned() })]
     Truncated(Option<String>),
+    /// Past the first member: the tar structure itself is damaged.
+    #[error("{0}")]
+    Malformed(String),
     #[error("reading the archive: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -49,7 +52,7 @@ fn damaged(member: impl Into<String>, problem: impl Into<String>) -> ArchiveErro
 /// A member, as [`ArchiveReader::next`] hands it over.
 pub enum Member {
     /// One chunk of a table: its rows, decompressed, one JSON object per
-    /// line (the line count is already checked).
+    /// line; the table's total is checked against backup.json at the end.
     Rows {
         dataset: String,
         table: String,
@@ -465,7 +468,7 @@ fn convert(err: ReadError) -> ArchiveError {
     match err {
         ReadError::Io(err) => ArchiveError::Io(err),
         ReadError::Truncated(member) => ArchiveError::Truncated(member),
-        ReadError::Malformed(problem) => ArchiveError::Foreign(problem),
+        ReadError::Malformed(problem) => ArchiveError::Malformed(problem),
     }
 }
 

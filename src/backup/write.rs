@@ -7,7 +7,7 @@
 //!
 //! Speed and memory: each table is read with one `COPY` of `row_to_json`,
 //! whose output already is the NDJSON we store, and cut into chunks of
-//! [`CHUNK_BYTES`]; a chunk is compressed on a blocking thread while the
+//! [`CHUNK_BYTES`]; a chunk is compressed on a thread of its own while the
 //! next one arrives. Blobs are copied through in pieces, read ahead of the
 //! write. The checksums member needs its size in its header before its
 //! first byte: the metadata chunks' lines are kept (a few per table), and a
@@ -124,14 +124,16 @@ where
         }
         None => None,
     };
-    let database: String = sqlx::query_scalar("SELECT current_database()::text")
-        .fetch_one(&mut *tx)
-        .await?;
+    // now() is the transaction's start: the snapshot's time.
+    let (database, created): (String, chrono::DateTime<Utc>) =
+        sqlx::query_as("SELECT current_database()::text, now()")
+            .fetch_one(&mut *tx)
+            .await?;
     let description = Description {
         format: FORMAT.to_owned(),
         format_version: FORMAT_VERSION,
         kind: options.kind,
-        created: Utc::now(),
+        created,
         ignore_scan_data: options.ignore_scan_data,
         schema_version,
         msr_version: env!("CARGO_PKG_VERSION").to_owned(),
