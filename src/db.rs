@@ -89,6 +89,22 @@ pub async fn applied_schema_version(conn: &mut PgConnection) -> anyhow::Result<i
     Ok(version.unwrap_or(0))
 }
 
+/// A table's columns in order, with their types (`text`, `jsonb`, …).
+pub(crate) async fn columns(
+    conn: &mut PgConnection,
+    table: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT attname::text, format_type(atttypid, NULL) FROM pg_attribute
+          WHERE attrelid = ('public.' || quote_ident($1))::regclass
+            AND attnum > 0 AND NOT attisdropped
+          ORDER BY attnum",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
 /// The usual bulk-load recipe (`msr dev seed`, `msr restore`): drop the
 /// loaded tables' keys and indexes, and every foreign key, load, then
 /// rebuild them once (a sort and one join per constraint instead of a

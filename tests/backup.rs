@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::archive::{
     contents, description, files, members, msr, msr_ok, row_counts, with_description,
 };
-use common::oci::{host_of, oci_image, push, sha256, skopeo};
+use common::oci::{OciImage, assert_pulls, host_of, oci_image, push, sha256};
 use common::{ADMIN, ADMIN_PASSWORD, TestApp, TestDb, send};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -35,7 +35,7 @@ async fn ok(request: reqwest::RequestBuilder) -> Value {
 /// repositories with team access, two images pushed with skopeo, Notary
 /// trust data, a scan result, and a vulnerability database (which must not
 /// survive the trip). Returns the pushed images' manifest digests.
-async fn fill(app: &TestApp) -> Vec<(String, oci_image_dir::Image)> {
+async fn fill(app: &TestApp) -> Vec<(String, OciImage)> {
     let admin = app.admin();
     ok(admin.put(
         "/api/v0/meta/settings/smtp",
@@ -95,7 +95,7 @@ async fn fill(app: &TestApp) -> Vec<(String, oci_image_dir::Image)> {
             "skopeo push: {}",
             String::from_utf8_lossy(&pushed.stderr)
         );
-        images.push((target.to_owned(), oci_image_dir::Image::from(image)));
+        images.push((target.to_owned(), image));
     }
 
     let signed = json!({
@@ -121,27 +121,8 @@ async fn fill(app: &TestApp) -> Vec<(String, oci_image_dir::Image)> {
     images
 }
 
-/// The pushed image, kept for comparing pulls (its layout directory too).
-mod oci_image_dir {
-    pub struct Image {
-        pub layout: tempfile::TempDir,
-        pub manifest_digest: String,
-        pub layer_digests: Vec<String>,
-    }
-
-    impl From<super::common::oci::OciImage> for Image {
-        fn from(image: super::common::oci::OciImage) -> Self {
-            Self {
-                layout: image.dir,
-                manifest_digest: image.manifest_digest,
-                layer_digests: image.layer_digests,
-            }
-        }
-    }
-}
-
 /// What an operator or the web UI reads back, resource by resource.
-fn resources(images: &[(String, oci_image_dir::Image)]) -> Vec<String> {
+fn resources(images: &[(String, OciImage)]) -> Vec<String> {
     let mut paths: Vec<String> = [
         "/api/v0/meta/settings/backup",
         "/api/v0/meta/settings/smtp",
@@ -316,34 +297,12 @@ async fn a_full_backup_restores_into_a_new_instance_identically() {
     // skopeo pulls the restored images with the same digests and bytes.
     let creds = format!("{ADMIN}:{ADMIN_PASSWORD}");
     for (repository, image) in &images {
-        let out = tempfile::tempdir().unwrap();
-        let pulled = skopeo(&[
-            "copy",
-            "--preserve-digests",
-            "--src-creds",
+        assert_pulls(
+            image,
+            host_of(&target.base),
+            &format!("{repository}:v1"),
             &creds,
-            "--src-tls-verify=false",
-            &format!("docker://{}/{repository}:v1", host_of(&target.base)),
-            &format!("oci:{}:v1", out.path().display()),
-        ]);
-        assert!(
-            pulled.status.success(),
-            "{}",
-            String::from_utf8_lossy(&pulled.stderr)
         );
-        let index: Value =
-            serde_json::from_slice(&std::fs::read(out.path().join("index.json")).unwrap()).unwrap();
-        assert_eq!(
-            index["manifests"][0]["digest"],
-            image.manifest_digest.as_str()
-        );
-        for layer in &image.layer_digests {
-            let file = |root: &std::path::Path| root.join("blobs/sha256").join(&layer[7..]);
-            assert_eq!(
-                std::fs::read(file(out.path())).unwrap(),
-                std::fs::read(file(image.layout.path())).unwrap()
-            );
-        }
     }
 }
 

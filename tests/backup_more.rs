@@ -16,28 +16,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::archive::{contents, description, members, msr, msr_ok, row_counts};
+use common::archive::{contents, description, members, msr, msr_ok, msr_with, row_counts};
 use common::moto::Moto;
-use common::oci::{OciImage, host_of, oci_image, push, skopeo};
-use common::{ADMIN, ADMIN_PASSWORD, Server, TestApp, TestDb, assert_error, send};
+use common::oci::{OciImage, assert_pulls, host_of, oci_image, push, skopeo};
+use common::{
+    ADMIN, ADMIN_PASSWORD, Server, TestApp, TestDb, assert_error, create_repository, send,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const MSR: &str = env!("CARGO_BIN_EXE_msr");
 const NEW_BACKUP: &str = "/api/v0/meta/backups/new";
-
-/// A repository straight in the database, as tests/registry.rs makes them.
-async fn create_repository(db: &TestDb, namespace: &str, name: &str) {
-    let done = sqlx::query(
-        "INSERT INTO repositories (namespace_id, name) SELECT id, $2 FROM accounts WHERE name = $1",
-    )
-    .bind(namespace)
-    .bind(name)
-    .execute(&mut db.connect().await)
-    .await
-    .unwrap();
-    assert_eq!(done.rows_affected(), 1, "no account {namespace}");
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -63,45 +52,6 @@ fn under_terminal(cmd: &str, database_url: &str, storage: &Path) -> Output {
         .expect(
             "util-linux `script` is required for the terminal tests (apt-get install util-linux)",
         )
-}
-
-/// `msr <args>` with `DATABASE_URL` and `env` (which names the storage),
-/// `stdin` fed in: [`common::archive::msr`] for storage that is not a
-/// directory.
-fn msr_env(
-    args: &[&str],
-    database_url: &str,
-    env: &[(&str, &str)],
-    stdin: Option<&[u8]>,
-) -> Output {
-    let mut command = Command::new(MSR);
-    command
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("MSR_LOG", "warn")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().expect("running msr");
-    let feeder = stdin.map(|bytes| {
-        let mut pipe = child.stdin.take().unwrap();
-        let bytes = bytes.to_vec();
-        std::thread::spawn(move || {
-            let _ = std::io::Write::write_all(&mut pipe, &bytes);
-        })
-    });
-    let output = child.wait_with_output().expect("waiting for msr");
-    if let Some(feeder) = feeder {
-        feeder.join().unwrap();
-    }
-    output
 }
 
 /// `msr verify -` on `archive`, which must pass.
@@ -519,7 +469,7 @@ async fn s3_source() -> S3Source {
         "skopeo push: {}",
         text(&pushed.stderr)
     );
-    let backup = msr_env(
+    let backup = msr_with(
         &["backup", "--full", "-"],
         &db.url,
         &s3_env(&moto, "s3://source"),
@@ -548,7 +498,7 @@ async fn full_backup_and_restore_on_s3() {
     let source = s3_source().await;
     let moto = &source.moto;
     let target = TestDb::new().await;
-    let restored = msr_env(
+    let restored = msr_with(
         &["restore", "-"],
         &target.url,
         &s3_env(moto, "s3://target"),
@@ -590,25 +540,7 @@ async fn full_backup_and_restore_on_s3() {
     let inspected: Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(inspected["Digest"], source.image.manifest_digest.as_str());
     assert_eq!(inspected["Layers"], json!(source.image.layer_digests));
-    let out = tempfile::tempdir().unwrap();
-    let pulled = skopeo(&[
-        "copy",
-        "--preserve-digests",
-        "--src-creds",
-        &creds,
-        "--src-tls-verify=false",
-        &format!("docker://{host}/admin/app:v1"),
-        &format!("oci:{}:v1", out.path().display()),
-    ]);
-    assert!(pulled.status.success(), "{}", text(&pulled.stderr));
-    for layer in &source.image.layer_digests {
-        let path = |root: &Path| root.join("blobs/sha256").join(&layer[7..]);
-        assert_eq!(
-            std::fs::read(path(out.path())).unwrap(),
-            std::fs::read(path(source.image.dir.path())).unwrap(),
-            "layer {layer}"
-        );
-    }
+    assert_pulls(&source.image, host, "admin/app:v1", &creds);
 }
 
 #[tokio::test]
@@ -641,7 +573,7 @@ async fn a_damaged_archive_leaves_s3_untouched() {
     );
 
     let target = TestDb::new().await;
-    let restored = msr_env(
+    let restored = msr_with(
         &["restore", "-"],
         &target.url,
         &s3_env(moto, "s3://target"),

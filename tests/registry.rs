@@ -11,23 +11,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::moto::Moto;
-use common::oci::{host_of, oci_image, push, sha256, skopeo};
-use common::{ADMIN, ADMIN_PASSWORD, Server, TestApp, TestDb, assert_error, send};
+use common::oci::{assert_pulls, host_of, oci_image, push, sha256, skopeo};
+use common::{
+    ADMIN, ADMIN_PASSWORD, Server, TestApp, TestDb, assert_error, create_repository, send,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-/// A repository straight in the database (the repositories API is tested
-/// on its own).
-async fn create_repository(db: &TestDb, namespace: &str, name: &str) {
-    sqlx::query(
-        "INSERT INTO repositories (namespace_id, name) SELECT id, $2 FROM accounts WHERE name = $1",
-    )
-    .bind(namespace)
-    .bind(name)
-    .execute(&mut db.connect().await)
-    .await
-    .unwrap();
-}
 
 /// Push with skopeo, pull back with skopeo, and compare: the round trip a
 /// registry must get exactly right.
@@ -60,34 +49,7 @@ async fn skopeo_round_trip(base: &str, http: &reqwest::Client) {
     assert_eq!(inspected["Os"], "linux");
     assert_eq!(inspected["Layers"], json!(image.layer_digests));
 
-    let out = tempfile::tempdir().unwrap();
-    let pulled = skopeo(&[
-        "copy",
-        "--preserve-digests",
-        "--src-creds",
-        &creds,
-        "--src-tls-verify=false",
-        &format!("docker://{host}/admin/app:v1"),
-        &format!("oci:{}:v1", out.path().display()),
-    ]);
-    assert!(
-        pulled.status.success(),
-        "skopeo pull: {}",
-        String::from_utf8_lossy(&pulled.stderr)
-    );
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("index.json")).unwrap()).unwrap();
-    assert_eq!(
-        index["manifests"][0]["digest"],
-        image.manifest_digest.as_str()
-    );
-    for layer in &image.layer_digests {
-        let path = |root: &Path| root.join("blobs/sha256").join(&layer[7..]);
-        assert_eq!(
-            std::fs::read(path(out.path())).unwrap(),
-            std::fs::read(path(image.dir.path())).unwrap()
-        );
-    }
+    assert_pulls(&image, host, "admin/app:v1", &creds);
 
     // A second push of the same image uploads nothing new and changes nothing.
     let again = push(&image, host, "admin/app:v1", &creds);

@@ -410,15 +410,7 @@ impl ColumnSpec {
         table: &str,
         archive_columns: &[String],
     ) -> anyhow::Result<Self> {
-        let target: Vec<(String, String)> = sqlx::query_as(
-            "SELECT attname::text, format_type(atttypid, NULL) FROM pg_attribute
-              WHERE attrelid = ('public.' || quote_ident($1))::regclass
-                AND attnum > 0 AND NOT attisdropped
-              ORDER BY attnum",
-        )
-        .bind(table)
-        .fetch_all(&mut *conn)
-        .await?;
+        let target = db::columns(conn, table).await?;
         let mut json = Vec::new();
         for column in archive_columns {
             let (_, kind) = target

@@ -208,19 +208,11 @@ async fn count_rows(conn: &mut PgConnection, table: &str) -> anyhow::Result<u64>
     Ok(count as u64)
 }
 
-/// A table's columns in order: the keys `row_to_json` gives each row.
-pub(crate) async fn columns(conn: &mut PgConnection, table: &str) -> anyhow::Result<Vec<String>> {
-    let columns: Vec<String> = sqlx::query_scalar(
-        "SELECT attname::text FROM pg_attribute
-          WHERE attrelid = ('public.' || quote_ident($1))::regclass
-            AND attnum > 0 AND NOT attisdropped
-          ORDER BY attnum",
-    )
-    .bind(table)
-    .fetch_all(&mut *conn)
-    .await?;
+/// A table's column names in order: the keys `row_to_json` gives each row.
+async fn columns(conn: &mut PgConnection, table: &str) -> anyhow::Result<Vec<String>> {
+    let columns = db::columns(conn, table).await?;
     ensure!(!columns.is_empty(), "table {table} has no columns");
-    Ok(columns)
+    Ok(columns.into_iter().map(|(name, _)| name).collect())
 }
 
 /// Streams one table into chunk members; returns its row count.

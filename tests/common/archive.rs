@@ -8,10 +8,21 @@ use std::process::{Command, Output, Stdio};
 
 /// `msr <args>` with `DATABASE_URL` and `MSR_STORAGE` set, `stdin` fed in.
 pub fn msr(args: &[&str], database_url: &str, storage: &Path, stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_msr"))
+    let storage = storage.display().to_string();
+    msr_with(args, database_url, &[("MSR_STORAGE", &storage)], stdin)
+}
+
+/// [`msr`] with any environment (S3 storage, say).
+pub fn msr_with(
+    args: &[&str],
+    database_url: &str,
+    env: &[(&str, &str)],
+    stdin: Option<&[u8]>,
+) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_msr"));
+    command
         .args(args)
         .env("DATABASE_URL", database_url)
-        .env("MSR_STORAGE", storage)
         .env("MSR_LOG", "warn")
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -19,9 +30,11 @@ pub fn msr(args: &[&str], database_url: &str, storage: &Path, stdin: Option<&[u8
             Stdio::null()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running msr");
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("running msr");
     let feeder = stdin.map(|bytes| {
         let mut pipe = child.stdin.take().unwrap();
         let bytes = bytes.to_vec();

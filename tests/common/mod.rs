@@ -447,3 +447,17 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A repository straight in the database (the repositories API is tested
+/// on its own).
+pub async fn create_repository(db: &TestDb, namespace: &str, name: &str) {
+    let done = sqlx::query(
+        "INSERT INTO repositories (namespace_id, name) SELECT id, $2 FROM accounts WHERE name = $1",
+    )
+    .bind(namespace)
+    .bind(name)
+    .execute(&mut db.connect().await)
+    .await
+    .unwrap();
+    assert_eq!(done.rows_affected(), 1, "no account {namespace}");
+}

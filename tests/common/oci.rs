@@ -129,3 +129,37 @@ pub fn push(image: &OciImage, host: &str, target: &str, creds: &str) -> std::pro
         &format!("docker://{host}/{target}"),
     ])
 }
+
+/// Pulls `host/reference` with skopeo into a new OCI layout and checks that
+/// it is `image`: the same manifest digest and byte-identical layers.
+pub fn assert_pulls(image: &OciImage, host: &str, reference: &str, creds: &str) {
+    let out = tempfile::tempdir().unwrap();
+    let pulled = skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--src-creds",
+        creds,
+        "--src-tls-verify=false",
+        &format!("docker://{host}/{reference}"),
+        &format!("oci:{}:v1", out.path().display()),
+    ]);
+    assert!(
+        pulled.status.success(),
+        "skopeo pull: {}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        image.manifest_digest.as_str()
+    );
+    for layer in &image.layer_digests {
+        let path = |root: &std::path::Path| root.join("blobs/sha256").join(&layer[7..]);
+        assert_eq!(
+            std::fs::read(path(out.path())).unwrap(),
+            std::fs::read(path(image.dir.path())).unwrap(),
+            "layer {layer}"
+        );
+    }
+}
