@@ -139,10 +139,29 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub replace: bool,
     /// The archive: a file, or `-` for stdin.
-    #[arg(value_name = "FILE|-")]
-    pub input: String,
+    #[arg(value_name = "FILE|-", required_unless_present = "backup")]
+    pub input: Option<String>,
+    /// Restore a backup from the backup storage by its id (as
+    /// `GET /api/v0/meta/backups` lists it) instead of from FILE.
+    #[arg(long, value_name = "ID", conflicts_with = "input")]
+    pub backup: Option<uuid::Uuid>,
     #[command(flatten)]
     pub storage: RegistryStorage,
+    #[command(flatten)]
+    pub backup_storage: BackupStorage,
+}
+
+/// Where backup jobs write their archives.
+#[derive(Debug, Clone, Args)]
+pub struct BackupStorage {
+    /// Where scheduled and API-started backups are written: a directory, or
+    /// `s3://bucket/prefix`. Must not be the registry storage.
+    #[arg(
+        long = "backup-storage",
+        env = "MSR_BACKUP_STORAGE",
+        default_value = "./data/backups"
+    )]
+    pub location: String,
 }
 
 /// Where image and chart content is stored.
@@ -219,6 +238,14 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub storage: RegistryStorage,
+
+    #[command(flatten)]
+    pub backup_storage: BackupStorage,
+
+    /// How often this replica renews its heartbeat; one that missed three
+    /// in a row is dead, and the others fail its running jobs.
+    #[arg(long, env = "MSR_HEARTBEAT_INTERVAL", default_value = "5s")]
+    pub heartbeat_interval: GoDuration,
 
     /// Blob uploads left untouched this long are discarded, with their parts.
     #[arg(long, env = "MSR_UPLOAD_EXPIRY", default_value = "24h")]

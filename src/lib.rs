@@ -15,6 +15,8 @@
 //!   database.
 //! - [`backup`]: the backup archive: `msr backup`, `msr verify`,
 //!   `msr restore`, and the download behind `GET /api/v0/meta/backups/new`.
+//! - [`jobs`]: MSR's job runner: the job table and log, workers with
+//!   heartbeats, and the scheduler that enqueues backups.
 //! - [`storage`]: the object store (local directory or S3) for image content.
 //! - [`db`]: the connection pool and migrations.
 //! - [`seed`]: `msr dev seed`, a large synthetic data set for development
@@ -28,6 +30,7 @@ pub mod config;
 pub mod db;
 pub mod duration;
 pub mod error;
+pub mod jobs;
 pub mod registry;
 pub mod schedule;
 pub mod seed;

@@ -8,6 +8,9 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::backup::catalog;
+use crate::jobs::scheduler;
+use crate::jobs::worker::{self, Timing};
 use crate::config::{GlobalArgs, ServeArgs};
 use crate::db;
 use crate::registry::accounts::{self, Bootstrap};
@@ -61,30 +64,63 @@ pub async fn run(
         .to_std()
         .filter(|expiry| !expiry.is_zero())
         .context("MSR_UPLOAD_EXPIRY must be positive")?;
+    let timing = Timing {
+        heartbeat: args
+            .heartbeat_interval
+            .to_std()
+            .filter(|interval| !interval.is_zero())
+            .context("MSR_HEARTBEAT_INTERVAL must be positive")?,
+    };
     let storage = Storage::open(&args.storage.location)?;
     tracing::info!(storage = storage.location(), "registry storage");
+    let backups = Storage::open(&args.backup_storage.location)?;
+    ensure_apart(&storage, &backups)?;
+    tracing::info!(storage = backups.location(), "backup storage");
     let pool = connect(global).await?;
     db::migrate(&pool).await?;
     bootstrap_admin(&pool, &args.admin_username, args.admin_password.as_ref()).await?;
+    match catalog::recover(&pool, &backups).await {
+        Ok(0) => {}
+        Ok(recovered) => tracing::info!(
+            recovered,
+            "listed backups found in the backup storage that the catalog did not know"
+        ),
+        Err(err) => tracing::warn!(error = %format!("{err:#}"), "reading the backup storage's catalog entries failed"),
+    }
+    let worker_id = worker::new_worker_id();
+    worker::register(&pool, &worker_id, timing).await?;
+    tracing::info!(worker = %worker_id, "job worker registered");
+    let jobs = worker::Context {
+        pool: pool.clone(),
+        registry: storage.clone(),
+        backups: backups.clone(),
+        worker_id: worker_id.clone(),
+    };
 
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let stopping_tx = std::sync::Arc::new(stopping_tx);
     let janitor = tokio::spawn(expire_uploads(
         pool.clone(),
         storage.clone(),
         upload_expiry,
         stopping.clone(),
     ));
+    let heartbeat = tokio::spawn(worker::heartbeat(jobs.clone(), timing, stopping.clone()));
+    let runner = tokio::spawn(worker::run(jobs, timing, stopping.clone()));
+    let scheduler = tokio::spawn(scheduler::run(pool.clone(), stopping.clone()));
     let app = api::router(
         AppState {
             pool: pool.clone(),
             storage,
+            backups,
         },
         args.max_body_bytes,
     );
+    let stop_all = stopping_tx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!(grace = ?grace, "shutting down: no new connections, finishing requests");
-        let _ = stopping_tx.send(true);
+        let _ = stop_all.send(true);
     });
     tracing::info!(address = %server_address(&server), "msr serving");
 
@@ -98,10 +134,37 @@ pub async fn run(
             Ok(())
         }
     };
+    let _ = stopping_tx.send(true);
+    // A running job is stopped, and what it half wrote discarded, within
+    // the grace period; the heartbeat lasts until then, so that no other
+    // replica fails the job meanwhile.
+    if tokio::time::timeout(grace, runner).await.is_err() {
+        tracing::warn!("the running job did not stop within the grace period");
+    }
+    heartbeat.abort();
+    scheduler.abort();
     janitor.abort();
+    if let Err(err) = worker::unregister(&pool, &worker_id).await {
+        tracing::warn!(error = %err, "leaving the worker list failed");
+    }
     pool.close().await;
     tracing::info!("msr stopped");
     served
+}
+
+/// Backups must not land in the registry's own storage: losing that one
+/// place would lose both the content and its backups.
+fn ensure_apart(registry: &Storage, backups: &Storage) -> anyhow::Result<()> {
+    let (registry, backups) = (registry.location(), backups.location());
+    let nested = |outer: &str, inner: &str| {
+        inner == outer || inner.starts_with(&format!("{}/", outer.trim_end_matches('/')))
+    };
+    anyhow::ensure!(
+        !nested(registry, backups) && !nested(backups, registry),
+        "MSR_BACKUP_STORAGE ({backups}) must be apart from MSR_STORAGE ({registry}), \
+         neither inside the other"
+    );
+    Ok(())
 }
 
 fn server_address<M, S, F>(

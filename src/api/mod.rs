@@ -8,6 +8,7 @@ mod distribution;
 pub mod extract;
 mod health;
 mod imagescan;
+mod jobs;
 mod registry;
 mod repositories;
 pub mod request_id;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// Registry content: blobs and manifests.
     pub storage: Storage,
+    /// Where backup jobs write their archives.
+    pub backups: Storage,
 }
 
 /// One method on one path. The router is built from [`routes`] alone, so the
@@ -72,6 +75,7 @@ pub fn routes() -> Vec<Route> {
     let mut routes = health::routes();
     routes.extend(settings::routes());
     routes.extend(backups::routes());
+    routes.extend(jobs::routes());
     routes.extend(distribution::routes());
     routes.extend(tags::routes());
     routes.extend(trust::routes());

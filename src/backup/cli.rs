@@ -12,7 +12,8 @@ use super::progress::Progress;
 use super::read::{Totals, verify as verify_archive};
 use super::restore::{RestoreOptions, Restored, restore as restore_archive};
 use super::write::{Written, write_archive};
-use super::{Description, Kind, Options};
+use super::{Description, Kind, Options, catalog};
+use futures::TryStreamExt as _;
 use crate::config::{BackupArgs, GlobalArgs, RestoreArgs, VerifyArgs};
 use crate::server;
 use crate::storage::Storage;
@@ -127,8 +128,18 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
 
 pub async fn restore(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<()> {
     let storage = Storage::open(&args.storage.location)?;
-    let input = open_input(&args.input).await?;
     let pool = server::connect(global).await?;
+    let (input, name) = match (&args.input, args.backup) {
+        (_, Some(id)) => {
+            let backups = Storage::open(&args.backup_storage.location)?;
+            (
+                stored_backup(&pool, &backups, id).await?,
+                format!("backup {id}"),
+            )
+        }
+        (Some(input), None) => (open_input(input).await?, display_name(input).to_owned()),
+        (None, None) => bail!("name an archive (FILE or -) or a stored backup (--backup ID)"),
+    };
     let progress = Progress::on_terminal();
     let options = RestoreOptions {
         ignore_scan_data: args.ignore_scan_data,
@@ -137,14 +148,31 @@ pub async fn restore(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<
     let restored = restore_archive(&pool, &storage, input, options, &progress)
         .await
         .with_context(|| {
-            format!(
-                "restore of {} failed; nothing was changed",
-                display_name(&args.input)
-            )
+            format!("restore of {name} failed; nothing was changed")
         })?;
     pool.close().await;
     print!("{}", restore_summary(&restored, storage.location()));
     Ok(())
+}
+
+/// A stored backup's archive, found through the catalog or, on an instance
+/// whose catalog does not list it, through its entry in the backup storage.
+async fn stored_backup(
+    pool: &sqlx::PgPool,
+    backups: &Storage,
+    id: uuid::Uuid,
+) -> anyhow::Result<Box<dyn AsyncRead + Unpin + Send>> {
+    let backup = catalog::find(pool, backups, id)
+        .await?
+        .with_context(|| format!("no backup {id} in the catalog or in {}", backups.location()))?;
+    let stream = backups
+        .read(&backup.key)
+        .await?
+        .with_context(|| format!("backup {id} is listed but {} is missing from {}", backup.key, backups.location()))?;
+    Ok(Box::new(BufReader::with_capacity(
+        READ_BUFFER,
+        tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other)),
+    )))
 }
 
 fn display_name(input: &str) -> &str {

@@ -13,6 +13,7 @@
 //! are bounded in size, blobs are copied through in pieces, and the
 //! checksums member is computed, not collected (see [`write`]).
 
+pub mod catalog;
 pub mod cli;
 pub mod progress;
 pub mod read;

@@ -168,6 +168,17 @@ pub async fn get(pool: &PgPool) -> sqlx::Result<BackupSettings> {
     load(pool, NAME).await
 }
 
+/// The settings and when they were last written (`None` if never): the
+/// scheduler catches up on no occurrence from before that time.
+pub async fn get_with_time(pool: &PgPool) -> sqlx::Result<(BackupSettings, Option<DateTime<Utc>>)> {
+    let updated_at: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT updated_at FROM settings WHERE name = $1")
+            .bind(NAME)
+            .fetch_optional(pool)
+            .await?;
+    Ok((get(pool).await?, updated_at))
+}
+
 pub async fn update(pool: &PgPool, body: Value) -> Result<BackupSettings, UpdateError> {
     let update: BackupUpdate = parse_body(body)?;
     let mut tx = pool.begin().await?;

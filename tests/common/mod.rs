@@ -105,6 +105,10 @@ pub fn serve_args(storage: &std::path::Path) -> ServeArgs {
         storage: msr::config::RegistryStorage {
             location: storage.display().to_string(),
         },
+        backup_storage: msr::config::BackupStorage {
+            location: storage.with_extension("backups").display().to_string(),
+        },
+        heartbeat_interval: "1s".parse().unwrap(),
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_username: ADMIN.to_owned(),
         admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
