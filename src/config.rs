@@ -158,6 +158,7 @@ pub struct BackupStorage {
     /// `s3://bucket/prefix`. Must not be the registry storage.
     #[arg(
         long = "backup-storage",
+        id = "backup_storage",
         env = "MSR_BACKUP_STORAGE",
         default_value = "./data/backups"
     )]

@@ -9,10 +9,10 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::backup::catalog;
-use crate::jobs::scheduler;
-use crate::jobs::worker::{self, Timing};
 use crate::config::{GlobalArgs, ServeArgs};
 use crate::db;
+use crate::jobs::scheduler;
+use crate::jobs::worker::{self, Timing};
 use crate::registry::accounts::{self, Bootstrap};
 use crate::registry::blobs;
 use crate::storage::Storage;
@@ -85,7 +85,9 @@ pub async fn run(
             recovered,
             "listed backups found in the backup storage that the catalog did not know"
         ),
-        Err(err) => tracing::warn!(error = %format!("{err:#}"), "reading the backup storage's catalog entries failed"),
+        Err(err) => {
+            tracing::warn!(error = %format!("{err:#}"), "reading the backup storage's catalog entries failed")
+        }
     }
     let worker_id = worker::new_worker_id();
     worker::register(&pool, &worker_id, timing).await?;

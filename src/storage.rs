@@ -18,9 +18,9 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::multipart::{MultipartStore, PartId};
 use object_store::{ObjectStore, ObjectStoreExt as _};
 use tokio::io::AsyncWriteExt as _;
 
@@ -342,7 +342,11 @@ enum UploadTarget {
 
 impl Upload {
     pub fn id(&self) -> &str {
-        match self.target.as_ref().expect("upload used after finish or abort") {
+        match self
+            .target
+            .as_ref()
+            .expect("upload used after finish or abort")
+        {
             UploadTarget::Local { id, .. } | UploadTarget::S3 { id, .. } => id,
         }
     }
@@ -353,7 +357,11 @@ impl Upload {
 
     pub async fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
         self.written += bytes.len() as u64;
-        match self.target.as_mut().expect("upload used after finish or abort") {
+        match self
+            .target
+            .as_mut()
+            .expect("upload used after finish or abort")
+        {
             UploadTarget::Local { file, .. } => file.write_all(bytes).await.map_err(local_error),
             UploadTarget::S3 {
                 s3,

@@ -2,16 +2,16 @@
 //! backup storage, and `/api/v0/meta/backups/new`, a fresh archive as the
 //! response body, so a backup can be taken with curl alone. Admin-only.
 
-use axum::body::Body;
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use chrono::Utc;
 use futures::StreamExt as _;
 use serde::Serialize;
-use uuid::Uuid;
 use tokio_util::io::ReaderStream;
+use uuid::Uuid;
 
 use super::auth::Admin;
 use super::extract::{PathParams, QueryPairs};
@@ -29,7 +29,11 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/api/v0/meta/backups/new", new_backup),
         route(Method::GET, "/api/v0/meta/backups/{id}", get_backup),
         route(Method::DELETE, "/api/v0/meta/backups/{id}", delete_backup),
-        route(Method::GET, "/api/v0/meta/backups/{id}/archive", backup_archive),
+        route(
+            Method::GET,
+            "/api/v0/meta/backups/{id}/archive",
+            backup_archive,
+        ),
     ]
 }
 

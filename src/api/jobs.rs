@@ -48,7 +48,8 @@ fn no_such_job(id: impl std::fmt::Display) -> ApiError {
 
 /// A job id from the path; one that is not a UUID names no job.
 fn job_id(text: &str) -> ApiResult<Uuid> {
-    text.parse().map_err(|_| no_such_job(format_args!("{text:?}")))
+    text.parse()
+        .map_err(|_| no_such_job(format_args!("{text:?}")))
 }
 
 #[derive(Serialize)]
@@ -133,13 +134,16 @@ fn optional_duration(field: &str, text: Option<&str>) -> Result<Option<GoDuratio
     match text {
         None | Some("") => Ok(None),
         Some(text) => {
-            let duration: GoDuration = text
-                .parse()
-                .map_err(|err: crate::duration::ParseDurationError| {
-                    Invalid::new(field, err.to_string())
-                })?;
+            let duration: GoDuration =
+                text.parse()
+                    .map_err(|err: crate::duration::ParseDurationError| {
+                        Invalid::new(field, err.to_string())
+                    })?;
             if !duration.is_positive() {
-                return Err(Invalid::new(field, format!("must be positive, got {duration}")));
+                return Err(Invalid::new(
+                    field,
+                    format!("must be positive, got {duration}"),
+                ));
             }
             Ok(Some(duration))
         }
@@ -301,14 +305,22 @@ async fn job_logs(
                 return None;
             }
             loop {
-                let status = jobs::get(&pool, id).await.ok().flatten().map(|job| job.status);
+                let status = jobs::get(&pool, id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|job| job.status);
                 let batch = match jobs::logs(&pool, id, next, left.min(1000)).await {
                     Ok(batch) => batch,
-                    Err(err) => return Some((Err(std::io::Error::other(err)), (pool, next, 0, true))),
+                    Err(err) => {
+                        return Some((Err(std::io::Error::other(err)), (pool, next, 0, true)));
+                    }
                 };
                 if !batch.is_empty() {
                     let sent = batch.len() as i64;
-                    let next = batch.last().map_or(next, |line| i64::from(line.line_num) + 1);
+                    let next = batch
+                        .last()
+                        .map_or(next, |line| i64::from(line.line_num) + 1);
                     let mut chunk = Vec::new();
                     for line in &batch {
                         serde_json::to_writer(&mut chunk, line).expect("a log line serialises");

@@ -69,42 +69,6 @@ pub struct DatasetCount {
     pub rows: u64,
 }
 
-impl Backup {
-    fn from_description(
-        id: Uuid,
-        job_id: Option<Uuid>,
-        storage: &Storage,
-        key: &str,
-        size: u64,
-        sha256: String,
-        completed: DateTime<Utc>,
-        description: &Description,
-    ) -> Self {
-        Self {
-            id,
-            job_id,
-            kind: description.kind,
-            ignore_scan_data: description.ignore_scan_data,
-            size,
-            sha256,
-            created: description.created,
-            completed,
-            location: storage.location().to_owned(),
-            key: key.to_owned(),
-            schema_version: description.schema_version,
-            datasets: description
-                .datasets
-                .iter()
-                .map(|dataset| DatasetCount {
-                    name: dataset.name.clone(),
-                    rows: dataset.tables.iter().map(|table| table.rows).sum(),
-                })
-                .collect(),
-            blobs: description.blobs,
-        }
-    }
-}
-
 #[derive(sqlx::FromRow)]
 struct Row {
     id: Uuid,
@@ -167,16 +131,28 @@ pub async fn complete(
     sha256: String,
     description: &Description,
 ) -> anyhow::Result<Backup> {
-    let backup = Backup::from_description(
-        pending.id,
-        Some(job),
-        storage,
-        &pending.key,
+    let backup = Backup {
+        id: pending.id,
+        job_id: Some(job),
+        kind: description.kind,
+        ignore_scan_data: description.ignore_scan_data,
         size,
         sha256,
-        Utc::now(),
-        description,
-    );
+        created: description.created,
+        completed: Utc::now(),
+        location: storage.location().to_owned(),
+        key: pending.key.clone(),
+        schema_version: description.schema_version,
+        datasets: description
+            .datasets
+            .iter()
+            .map(|dataset| DatasetCount {
+                name: dataset.name.clone(),
+                rows: dataset.tables.iter().map(|table| table.rows).sum(),
+            })
+            .collect(),
+        blobs: description.blobs,
+    };
     storage
         .put(
             &entry_key(&pending.key),
@@ -264,7 +240,11 @@ async fn delete_row(conn: &mut sqlx::PgConnection, id: Uuid) -> sqlx::Result<()>
 /// Discards the unfinished backups of `job` (it was canceled, ran past its
 /// deadline, or failed): their uploads, anything already under their keys,
 /// and their rows. Returns how many there were.
-pub async fn discard_unfinished(pool: &PgPool, storage: &Storage, job: Uuid) -> anyhow::Result<usize> {
+pub async fn discard_unfinished(
+    pool: &PgPool,
+    storage: &Storage,
+    job: Uuid,
+) -> anyhow::Result<usize> {
     let pending: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
         "SELECT id, key, upload_id FROM backups WHERE job_id = $1 AND status = 'writing'",
     )
@@ -327,8 +307,10 @@ pub async fn sweep(pool: &PgPool, storage: &Storage) -> anyhow::Result<usize> {
 /// unlisted. Returns how many were added.
 pub async fn recover(pool: &PgPool, storage: &Storage) -> anyhow::Result<usize> {
     let objects: Vec<(String, u64)> = storage.list_sized(PREFIX).try_collect().await?;
-    let sizes: std::collections::HashMap<&str, u64> =
-        objects.iter().map(|(key, size)| (key.as_str(), *size)).collect();
+    let sizes: std::collections::HashMap<&str, u64> = objects
+        .iter()
+        .map(|(key, size)| (key.as_str(), *size))
+        .collect();
     let mut added = 0;
     for (key, _) in &objects {
         let Some(archive) = key.strip_suffix(".json") else {
@@ -345,7 +327,10 @@ pub async fn recover(pool: &PgPool, storage: &Storage) -> anyhow::Result<usize> 
             }
         };
         if entry.key != archive || sizes.get(archive) != Some(&entry.size) {
-            tracing::warn!(key, "a catalog entry without its archive (or of another size); left alone");
+            tracing::warn!(
+                key,
+                "a catalog entry without its archive (or of another size); left alone"
+            );
             continue;
         }
         let entry = Backup {

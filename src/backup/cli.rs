@@ -13,10 +13,10 @@ use super::read::{Totals, verify as verify_archive};
 use super::restore::{RestoreOptions, Restored, restore as restore_archive};
 use super::write::{Written, write_archive};
 use super::{Description, Kind, Options, catalog};
-use futures::TryStreamExt as _;
 use crate::config::{BackupArgs, GlobalArgs, RestoreArgs, VerifyArgs};
 use crate::server;
 use crate::storage::Storage;
+use futures::TryStreamExt as _;
 
 const READ_BUFFER: usize = 1 << 20;
 
@@ -147,9 +147,7 @@ pub async fn restore(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<
     };
     let restored = restore_archive(&pool, &storage, input, options, &progress)
         .await
-        .with_context(|| {
-            format!("restore of {name} failed; nothing was changed")
-        })?;
+        .with_context(|| format!("restore of {name} failed; nothing was changed"))?;
     pool.close().await;
     print!("{}", restore_summary(&restored, storage.location()));
     Ok(())
@@ -165,10 +163,13 @@ async fn stored_backup(
     let backup = catalog::find(pool, backups, id)
         .await?
         .with_context(|| format!("no backup {id} in the catalog or in {}", backups.location()))?;
-    let stream = backups
-        .read(&backup.key)
-        .await?
-        .with_context(|| format!("backup {id} is listed but {} is missing from {}", backup.key, backups.location()))?;
+    let stream = backups.read(&backup.key).await?.with_context(|| {
+        format!(
+            "backup {id} is listed but {} is missing from {}",
+            backup.key,
+            backups.location()
+        )
+    })?;
     Ok(Box::new(BufReader::with_capacity(
         READ_BUFFER,
         tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other)),

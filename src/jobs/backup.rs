@@ -140,8 +140,16 @@ pub async fn run(ctx: &Context, job: &Job) -> anyhow::Result<String> {
         )
         .await;
     }
-    let backup =
-        catalog::complete(&ctx.pool, &ctx.backups, &pending, job.id, size, sha256, description).await?;
+    let backup = catalog::complete(
+        &ctx.pool,
+        &ctx.backups,
+        &pending,
+        job.id,
+        size,
+        sha256,
+        description,
+    )
+    .await?;
     let mut summary = String::new();
     let _ = write!(
         summary,
@@ -188,4 +196,3 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
-

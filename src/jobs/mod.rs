@@ -60,7 +60,10 @@ impl FromStr for Action {
             .find(|action| action.as_str() == name)
             .ok_or_else(|| {
                 let known: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
-                format!("unknown action {name:?}; known actions: {}", known.join(", "))
+                format!(
+                    "unknown action {name:?}; known actions: {}",
+                    known.join(", ")
+                )
             })
     }
 }
@@ -325,12 +328,11 @@ pub async fn get(executor: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option
 /// is stopped by its worker within moments. `false` if there is no such job.
 pub async fn cancel(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
-    let Some(status) = sqlx::query_scalar::<_, Status>(
-        "SELECT status FROM jobs WHERE id = $1 FOR UPDATE",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?
+    let Some(status) =
+        sqlx::query_scalar::<_, Status>("SELECT status FROM jobs WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
     else {
         return Ok(false);
     };

@@ -24,8 +24,8 @@ use tokio::sync::watch;
 
 use super::{Action, Enqueued, NewJob, enqueue_occurrence};
 use crate::registry::time;
-use crate::settings::backup::{self, BackupSettings};
 use crate::settings::NOTIFY_CHANNEL;
+use crate::settings::backup::{self, BackupSettings};
 
 /// An occurrence this late is missed rather than merely late.
 pub const MISFIRE_GRACE: Duration = Duration::from_secs(60);

@@ -369,7 +369,7 @@ async fn discard_unfinished(ctx: &Context, job: &Job) {
 }
 
 fn elapsed(started: Instant) -> String {
-    format!("{:.1}s", started.elapsed().as_secs_f64())
+    format!("{:.2}s", started.elapsed().as_secs_f64())
 }
 
 async fn execute(ctx: &Context, job: &Job) -> anyhow::Result<String> {

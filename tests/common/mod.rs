@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod archive;
+pub mod jobs;
 pub mod moto;
 pub mod oci;
 
@@ -100,13 +101,13 @@ pub fn global_args(database_url: &str) -> GlobalArgs {
     }
 }
 
-pub fn serve_args(storage: &std::path::Path) -> ServeArgs {
+pub fn serve_args(storage: &std::path::Path, backups: &std::path::Path) -> ServeArgs {
     ServeArgs {
         storage: msr::config::RegistryStorage {
             location: storage.display().to_string(),
         },
         backup_storage: msr::config::BackupStorage {
-            location: storage.with_extension("backups").display().to_string(),
+            location: backups.display().to_string(),
         },
         heartbeat_interval: "1s".parse().unwrap(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -123,6 +124,8 @@ pub struct TestApp {
     pub db: TestDb,
     /// Registry content of this app alone.
     pub storage: tempfile::TempDir,
+    /// Where its backup jobs write.
+    pub backups: tempfile::TempDir,
     pub base: String,
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -149,7 +152,8 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let global = global_args(database_url);
-        let args = serve_args(storage.path());
+        let backups = tempfile::tempdir().expect("a temporary backup directory");
+        let args = serve_args(storage.path(), backups.path());
         let task = tokio::spawn(async move {
             msr::server::run(&global, &args, listener, async {
                 let _ = stopped.await;
@@ -159,6 +163,7 @@ impl TestApp {
         let app = Self {
             db,
             storage,
+            backups,
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
             stop: Some(stop),
@@ -191,6 +196,13 @@ impl TestApp {
         self.http
             .get(self.url(path))
             .basic_auth(ADMIN, Some(ADMIN_PASSWORD))
+    }
+
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(path))
+            .basic_auth(ADMIN, Some(ADMIN_PASSWORD))
+            .json(body)
     }
 
     pub fn put_json(&self, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
@@ -363,17 +375,22 @@ impl DbProxy {
 pub struct Server {
     child: Child,
     storage: tempfile::TempDir,
+    backups: tempfile::TempDir,
     pub base: String,
+    /// The job worker id it registered under.
+    pub worker_id: String,
 }
 
 impl Server {
     /// Starts `msr serve` on an ephemeral port and waits for its "serving" log line.
     pub fn start(db: &TestDb, extra_env: &[(&str, &str)]) -> Self {
         let storage = tempfile::tempdir().unwrap();
+        let backups = tempfile::tempdir().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_msr"));
         command
             .arg("serve")
             .env("MSR_STORAGE", storage.path())
+            .env("MSR_BACKUP_STORAGE", backups.path())
             .env("DATABASE_URL", &db.url)
             .env("MSR_LISTEN", "127.0.0.1:0")
             .env("MSR_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -390,25 +407,32 @@ impl Server {
         // Keeps draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut address_tx = Some(address_tx);
+            let mut worker_id = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("msr: {line}");
                 let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
+                if entry["fields"]["message"] == "job worker registered" {
+                    worker_id = entry["fields"]["worker"].as_str().map(str::to_owned);
+                }
                 if entry["fields"]["message"] == "msr serving"
                     && let Some(tx) = address_tx.take()
                 {
-                    let _ = tx.send(entry["fields"]["address"].as_str().unwrap().to_owned());
+                    let address = entry["fields"]["address"].as_str().unwrap().to_owned();
+                    let _ = tx.send((address, worker_id.clone().unwrap_or_default()));
                 }
             }
         });
-        let address = address_rx
+        let (address, worker_id) = address_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("msr serve logs its address within 30s");
         Self {
             child,
             storage,
+            backups,
             base: format!("http://{address}"),
+            worker_id,
         }
     }
 
@@ -419,6 +443,11 @@ impl Server {
     /// The registry storage directory (unless `MSR_STORAGE` was overridden).
     pub fn storage_path(&self) -> &std::path::Path {
         self.storage.path()
+    }
+
+    /// The backup storage directory (unless `MSR_BACKUP_STORAGE` was overridden).
+    pub fn backups_path(&self) -> &std::path::Path {
+        self.backups.path()
     }
 
     pub fn signal(&self, signal: &str) {
