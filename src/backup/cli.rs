@@ -14,7 +14,7 @@ use super::restore::{RestoreOptions, Restored, restore as restore_archive};
 use super::write::{Written, write_archive};
 use super::{Description, Kind, Options, catalog};
 use crate::config::{BackupArgs, GlobalArgs, RestoreArgs, VerifyArgs};
-use crate::server;
+use crate::{db, server};
 use crate::storage::Storage;
 use futures::TryStreamExt as _;
 
@@ -132,6 +132,8 @@ pub async fn restore(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<
     let (input, name) = match (&args.input, args.backup) {
         (_, Some(id)) => {
             let backups = Storage::open(&args.backup_storage.location)?;
+            // The catalog is looked up first; a new instance has no tables yet.
+            db::migrate(&pool).await?;
             (
                 stored_backup(&pool, &backups, id).await?,
                 format!("backup {id}"),
