@@ -55,7 +55,11 @@ async fn msr_documented_steps_give_a_done_backup_job() {
         "purge": { "enabled": true, "duration": "1h0m0s" }
     });
     let (status, body) = api
-        .call(Method::PUT, "/api/v0/meta/settings/backup", Some(&documented))
+        .call(
+            Method::PUT,
+            "/api/v0/meta/settings/backup",
+            Some(&documented),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     // "Verify your backup schedule by performing a GET request".
@@ -69,7 +73,10 @@ async fn msr_documented_steps_give_a_done_backup_job() {
     let mut done = None;
     let started = std::time::Instant::now();
     while done.is_none() {
-        assert!(started.elapsed() < Duration::from_secs(30), "no backup job done");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no backup job done"
+        );
         done = api
             .jobs("action=backup")
             .await
@@ -141,7 +148,11 @@ async fn full_backup_jobs_on_s3_restore_by_id_onto_a_new_instance() {
     let image = oci_image(&[3000, 40 << 20]);
     let creds = format!("{ADMIN}:{ADMIN_PASSWORD}");
     let pushed = push(&image, host_of(&server.base), "admin/app:v1", &creds);
-    assert!(pushed.status.success(), "skopeo push: {}", text(&pushed.stderr));
+    assert!(
+        pushed.status.success(),
+        "skopeo push: {}",
+        text(&pushed.stderr)
+    );
 
     // A canceled backup leaves no multipart upload behind.
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
@@ -152,16 +163,24 @@ async fn full_backup_jobs_on_s3_restore_by_id_onto_a_new_instance() {
         .unwrap();
     let blocked = api.start_job(json!({ "action": "backup" })).await;
     let blocked = blocked["id"].as_str().unwrap();
-    api.wait_for_status(blocked, "running", Duration::from_secs(10)).await;
-    eventually("the multipart upload is started", Duration::from_secs(5), || async {
-        open_uploads(&moto, "backups").await == 1
-    })
+    api.wait_for_status(blocked, "running", Duration::from_secs(10))
+        .await;
+    eventually(
+        "the multipart upload is started",
+        Duration::from_secs(5),
+        || async { open_uploads(&moto, "backups").await == 1 },
+    )
     .await;
     let (status, _) = api
-        .call(Method::POST, &format!("/api/v0/jobs/{blocked}/cancel"), None)
+        .call(
+            Method::POST,
+            &format!("/api/v0/jobs/{blocked}/cancel"),
+            None,
+        )
         .await;
     assert_eq!(status, 204);
-    api.wait_for_status(blocked, "canceled", Duration::from_secs(10)).await;
+    api.wait_for_status(blocked, "canceled", Duration::from_secs(10))
+        .await;
     assert_eq!(open_uploads(&moto, "backups").await, 0);
     assert!(moto.object_keys("backups").await.is_empty());
     lock.rollback().await.unwrap();
@@ -170,10 +189,14 @@ async fn full_backup_jobs_on_s3_restore_by_id_onto_a_new_instance() {
         .start_job(json!({ "action": "backup", "parameters": { "fullBackup": "true" } }))
         .await;
     let job_id = job["id"].as_str().unwrap();
-    api.wait_for_status(job_id, "done", Duration::from_secs(60)).await;
+    api.wait_for_status(job_id, "done", Duration::from_secs(60))
+        .await;
     let log = api.log(job_id).await;
     assert!(log.iter().any(|l| l.starts_with("blobs: 4 (")), "{log:#?}");
-    assert!(log.last().unwrap().contains("s3://backups/msr/backups/"), "{log:#?}");
+    assert!(
+        log.last().unwrap().contains("s3://backups/msr/backups/"),
+        "{log:#?}"
+    );
     let backups = api.backups().await;
     assert_eq!(backups.len(), 1);
     let backup = &backups[0];
@@ -186,10 +209,15 @@ async fn full_backup_jobs_on_s3_restore_by_id_onto_a_new_instance() {
     keys.sort();
     assert_eq!(
         keys,
-        [format!("msr/backups/{id}.tar"), format!("msr/backups/{id}.tar.json")]
+        [
+            format!("msr/backups/{id}.tar"),
+            format!("msr/backups/{id}.tar.json")
+        ]
     );
     assert_eq!(open_uploads(&moto, "backups").await, 0);
-    let archive = api.bytes(&format!("/api/v0/meta/backups/{id}/archive")).await;
+    let archive = api
+        .bytes(&format!("/api/v0/meta/backups/{id}/archive"))
+        .await;
     assert!(archive.len() > 40 << 20);
     assert_eq!(backup["size"], archive.len());
     assert_eq!(backup["sha256"], hex::encode(Sha256::digest(&archive)));
@@ -200,7 +228,11 @@ async fn full_backup_jobs_on_s3_restore_by_id_onto_a_new_instance() {
     let target = TestDb::new().await;
     let target_env = s3_env(&moto, "s3://restored", "s3://backups/msr");
     let unknown = msr_with(
-        &["restore", "--backup", "00000000-0000-0000-0000-000000000000"],
+        &[
+            "restore",
+            "--backup",
+            "00000000-0000-0000-0000-000000000000",
+        ],
         &target.url,
         &target_env,
         None,
@@ -208,7 +240,11 @@ async fn full_backup_jobs_on_s3_restore_by_id_onto_a_new_instance() {
     assert!(!unknown.status.success());
     assert!(text(&unknown.stderr).contains("no backup 00000000-0000-0000-0000-000000000000"));
     let restored = msr_with(&["restore", "--backup", id], &target.url, &target_env, None);
-    assert!(restored.status.success(), "restore: {}", text(&restored.stderr));
+    assert!(
+        restored.status.success(),
+        "restore: {}",
+        text(&restored.stderr)
+    );
     let restored_server = Server::start(&target, &target_env);
     let restored_api = Api::new(&restored_server.base);
     let listed = restored_api.backups().await;
@@ -218,8 +254,15 @@ async fn full_backup_jobs_on_s3_restore_by_id_onto_a_new_instance() {
     assert_eq!(listed[0]["size"], backup["size"]);
     // The job that wrote it is in the old instance's log, not this one's.
     assert_eq!(listed[0]["jobID"], serde_json::Value::Null);
-    assert_pulls(&image, host_of(&restored_server.base), "admin/app:v1", &creds);
-    let again = restored_api.bytes(&format!("/api/v0/meta/backups/{id}/archive")).await;
+    assert_pulls(
+        &image,
+        host_of(&restored_server.base),
+        "admin/app:v1",
+        &creds,
+    );
+    let again = restored_api
+        .bytes(&format!("/api/v0/meta/backups/{id}/archive"))
+        .await;
     assert_eq!(again, archive);
 }
 

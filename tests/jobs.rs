@@ -451,3 +451,62 @@ async fn overlapping_occurrences_are_skipped_and_settings_changes_apply_at_once(
     lock.rollback().await.unwrap();
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_backup_says_why_leaves_nothing_and_is_retried_as_asked() {
+    let app = TestApp::spawn().await;
+    let api = api(&app);
+    // A blob the metadata lists but the storage does not have: a full
+    // backup of it must fail.
+    sqlx::query("INSERT INTO blobs (digest, size) VALUES ($1, 1)")
+        .bind(format!("sha256:{}", "0".repeat(64)))
+        .execute(&mut app.db.connect().await)
+        .await
+        .unwrap();
+    let job = api
+        .start_job(
+            json!({ "action": "backup", "retries": 1, "parameters": { "fullBackup": "true" } }),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap();
+    assert_eq!(
+        (job["retriesLeft"].as_i64(), job["retriesTotal"].as_i64()),
+        (Some(1), Some(1))
+    );
+    api.wait_for_status(id, "errored", Duration::from_secs(30))
+        .await;
+    let log = api.log(id).await;
+    let failure = log
+        .iter()
+        .find(|l| l.starts_with("errored after "))
+        .expect("the reason");
+    assert!(failure.contains(&"0".repeat(64)), "{log:#?}");
+    assert!(
+        log.last().unwrap().starts_with("retrying as job "),
+        "{log:#?}"
+    );
+
+    // The retry: same retryFromID, no retries left, and it fails alike.
+    eventually("the retry has run", Duration::from_secs(30), || async {
+        let attempts = api.jobs("action=backup").await;
+        attempts.len() == 2 && attempts.iter().all(|j| j["status"] == "errored")
+    })
+    .await;
+    let attempts = api.jobs("action=backup").await;
+    let retry = attempts.iter().find(|j| j["id"] != id).unwrap();
+    assert_eq!(retry["retryFromID"], id);
+    assert_eq!(
+        (
+            retry["retriesLeft"].as_i64(),
+            retry["retriesTotal"].as_i64()
+        ),
+        (Some(0), Some(1))
+    );
+    assert!(
+        files(app.backups.path()).is_empty(),
+        "{:?}",
+        files(app.backups.path())
+    );
+    assert_eq!(catalog_rows(&app.db).await, 0);
+    app.stop().await;
+}

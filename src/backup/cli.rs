@@ -14,8 +14,8 @@ use super::restore::{RestoreOptions, Restored, restore as restore_archive};
 use super::write::{Written, write_archive};
 use super::{Description, Kind, Options, catalog};
 use crate::config::{BackupArgs, GlobalArgs, RestoreArgs, VerifyArgs};
-use crate::{db, server};
 use crate::storage::Storage;
+use crate::{db, server};
 use futures::TryStreamExt as _;
 
 const READ_BUFFER: usize = 1 << 20;

@@ -286,6 +286,38 @@ async fn wake(conn: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// Enqueues the next attempt of a job that errored, if it has retries
+/// left: a new job with the same `retryFromID` and one retry fewer.
+/// Returns its id.
+pub async fn retry(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Uuid>> {
+    let mut tx = pool.begin().await?;
+    let next = Uuid::new_v4();
+    let left: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO jobs (id, retry_from_id, status, scheduled_at, action, retries_left,
+             retries_total, capacity_map, parameters, deadline, stop_timeout)
+         SELECT $2, retry_from_id, 'waiting', now(), action, retries_left - 1, retries_total,
+             capacity_map, parameters, deadline, stop_timeout
+         FROM jobs WHERE id = $1 AND status = 'errored' AND retries_left > 0
+         RETURNING retries_left",
+    )
+    .bind(id)
+    .bind(next)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(left) = left else {
+        return Ok(None);
+    };
+    append_log_in(
+        &mut tx,
+        id,
+        &format!("retrying as job {next} ({left} retries left after it)"),
+    )
+    .await?;
+    wake(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Some(next))
+}
+
 /// Which jobs to list.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {

@@ -132,18 +132,19 @@ async fn reap(ctx: &Context) -> anyhow::Result<()> {
     )
     .fetch_all(&ctx.pool)
     .await?;
-    for (job, worker, expired) in failed {
+    for (job, worker, expired) in &failed {
         tracing::warn!(%job, %worker, "failed the job of a dead worker");
         append_log(
             &ctx.pool,
-            job,
+            *job,
             &format!(
                 "errored: worker {worker} stopped responding (its heartbeat expired at {}); \
                  this job did not finish, and what it wrote is discarded",
-                time::format(&expired)
+                time::format(expired)
             ),
         )
         .await?;
+        retry(ctx, *job).await;
     }
     // Jobs claimed by a worker that is not in the table at all (forgotten,
     // or deleted by hand) have no heartbeat to wait for.
@@ -339,7 +340,12 @@ async fn run_job(ctx: &Context, job: Job, mut stopping: watch::Receiver<bool>) {
     };
     log(ctx, id, &line).await;
     match finish(&ctx.pool, id, &ctx.worker_id, status).await {
-        Ok(true) => tracing::info!(job = %id, status = ?status, "job ended"),
+        Ok(true) => {
+            tracing::info!(job = %id, status = ?status, "job ended");
+            if status == Status::Errored {
+                retry(ctx, id).await;
+            }
+        }
         Ok(false) => tracing::warn!(job = %id, "job was taken from this worker before it ended"),
         Err(err) => tracing::warn!(job = %id, error = %err, "recording the job's end failed"),
     }
@@ -415,6 +421,14 @@ async fn finish(pool: &PgPool, id: Uuid, worker: &str, status: Status) -> sqlx::
     .await?
     .rows_affected();
     Ok(updated > 0)
+}
+
+async fn retry(ctx: &Context, id: Uuid) {
+    match super::retry(&ctx.pool, id).await {
+        Ok(Some(next)) => tracing::info!(job = %id, retry = %next, "job retried"),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(job = %id, error = %err, "enqueuing a retry failed"),
+    }
 }
 
 /// Writes a line to the job's log. A log line that cannot be written
