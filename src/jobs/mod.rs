@@ -198,7 +198,8 @@ pub enum Enqueued {
 
 /// Enqueues the job for one occurrence of a schedule, unless one exists.
 ///
-/// If a job of the same action is still waiting or running, the
+/// If a job of the same action is running or due (waiting, with its time
+/// come; one set for later does not count), the
 /// occurrence's job is recorded as `canceled` with a log line saying so,
 /// rather than queued behind it: a backup never runs twice in parallel,
 /// and a late one would only repeat the one in progress. `notes` are the
@@ -211,7 +212,8 @@ pub async fn enqueue_occurrence(
 ) -> sqlx::Result<Enqueued> {
     let mut tx = pool.begin().await?;
     let busy: Option<(Uuid, Status)> = sqlx::query_as(
-        "SELECT id, status FROM jobs WHERE action = $1 AND status IN ('waiting', 'running')
+        "SELECT id, status FROM jobs
+         WHERE action = $1 AND (status = 'running' OR (status = 'waiting' AND scheduled_at <= now()))
          ORDER BY scheduled_at LIMIT 1",
     )
     .bind(job.action.as_str())
