@@ -93,7 +93,7 @@ async fn three_replicas_enqueue_every_occurrence_exactly_once() {
 async fn a_killed_replica_has_its_backup_failed_and_discarded_by_another() {
     let db = TestDb::new().await;
     let backups = tempfile::tempdir().unwrap();
-    let mut replicas = vec![serve(&db, backups.path()), serve(&db, backups.path())];
+    let mut replicas = [serve(&db, backups.path()), serve(&db, backups.path())];
     let api = Api::new(&replicas[0].base);
 
     // The backup blocks on a table lock, with its upload started.
