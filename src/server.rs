@@ -107,7 +107,7 @@ pub async fn run(
         upload_expiry,
         stopping.clone(),
     ));
-    let heartbeat = tokio::spawn(worker::heartbeat(jobs.clone(), timing, stopping.clone()));
+    let heartbeat = tokio::spawn(worker::heartbeat(jobs.clone(), timing));
     let runner = tokio::spawn(worker::run(jobs, timing, stopping.clone()));
     let scheduler = tokio::spawn(scheduler::run(pool.clone(), stopping.clone()));
     let app = api::router(

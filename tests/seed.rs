@@ -172,7 +172,7 @@ async fn a_small_seed_is_complete_and_consistent() {
     // The keys, indexes and foreign keys dropped for loading are all back.
     assert_eq!(
         count(&mut conn, "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace").await,
-        17
+        19
     );
     assert_eq!(
         count(&mut conn, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND indexname IN ('manifests_by_digest', 'repository_blobs_by_digest', 'blobs_pkey', 'tags_pkey', 'scan_layers_pkey')").await,
@@ -294,7 +294,7 @@ async fn a_populated_database_needs_force_and_a_new_seed() {
     assert_eq!(count(&mut conn, "SELECT count(*) FROM tags").await, 600);
     assert_eq!(
         count(&mut conn, "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace").await,
-        17
+        19
     );
 }
 

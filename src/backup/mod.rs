@@ -166,11 +166,7 @@ pub fn plan(ignore_scan_data: bool) -> (Vec<&'static Dataset>, Vec<Excluded>) {
                 Some("left out with --ignore-scan-data".to_owned())
             }
             BackupClass::ScanData => None,
-            BackupClass::Never if dataset.name == "vulnerability_database" => Some(
-                "never backed up: re-download the vulnerability database after a restore"
-                    .to_owned(),
-            ),
-            BackupClass::Never => Some("never backed up: transient".to_owned()),
+            BackupClass::Never { reason } => Some(format!("never backed up: {reason}")),
         };
         match reason {
             None => included.push(dataset),

@@ -94,7 +94,7 @@ where
     }
     let backed_up: Vec<&str> = DATASETS
         .iter()
-        .filter(|dataset| dataset.class != BackupClass::Never)
+        .filter(|dataset| !matches!(dataset.class, BackupClass::Never { .. }))
         .flat_map(|dataset| dataset.tables.iter().copied())
         .collect();
     prepare_target(&mut tx, &backed_up, options.replace).await?;
@@ -104,7 +104,9 @@ where
     for dataset in &description.datasets {
         let known = DATASETS
             .iter()
-            .find(|known| known.name == dataset.name && known.class != BackupClass::Never)
+            .find(|known| {
+                known.name == dataset.name && !matches!(known.class, BackupClass::Never { .. })
+            })
             .with_context(|| {
                 format!(
                     "the archive holds dataset {:?}, which this msr does not restore",

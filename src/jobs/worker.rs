@@ -55,13 +55,16 @@ pub fn new_worker_id() -> String {
     Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
+/// Adds this replica to the worker list, or renews its heartbeat.
 pub async fn register(pool: &PgPool, id: &str, timing: Timing) -> sqlx::Result<()> {
+    // An upsert: a replica cut off from the database long enough to be
+    // declared dead and forgotten comes back as a live worker.
     let host = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
     sqlx::query(
-        "INSERT INTO workers (id, hostname, heartbeat_expiration)
-         VALUES ($1, $2, now() + $3)",
+        "INSERT INTO workers (id, hostname, heartbeat_expiration) VALUES ($1, $2, now() + $3)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_expiration = EXCLUDED.heartbeat_expiration",
     )
     .bind(id)
     .bind(host)
@@ -81,10 +84,11 @@ pub async fn unregister(pool: &PgPool, id: &str) -> sqlx::Result<()> {
 }
 
 /// Renews this worker's heartbeat and fails the jobs of dead workers,
-/// every `timing.heartbeat`, until `stopping`.
-pub async fn heartbeat(ctx: Context, timing: Timing, mut stopping: watch::Receiver<bool>) {
+/// every `timing.heartbeat`, until aborted: it outlives the shutdown signal,
+/// so that a job being stopped is not taken for a dead worker's.
+pub async fn heartbeat(ctx: Context, timing: Timing) {
     loop {
-        if let Err(err) = beat(&ctx, timing).await {
+        if let Err(err) = register(&ctx.pool, &ctx.worker_id, timing).await {
             tracing::warn!(error = %err, "renewing the worker heartbeat failed");
         }
         match reap(&ctx).await {
@@ -94,29 +98,8 @@ pub async fn heartbeat(ctx: Context, timing: Timing, mut stopping: watch::Receiv
         if let Err(err) = catalog::sweep(&ctx.pool, &ctx.backups).await {
             tracing::warn!(error = %format!("{err:#}"), "cleaning up unfinished backups");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(timing.heartbeat) => {}
-            _ = stopping.wait_for(|stopping| *stopping) => return,
-        }
+        tokio::time::sleep(timing.heartbeat).await;
     }
-}
-
-async fn beat(ctx: &Context, timing: Timing) -> sqlx::Result<()> {
-    // Re-inserted if it is gone: a replica cut off from the database long
-    // enough to be declared dead comes back as a live worker.
-    let host = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO workers (id, hostname, heartbeat_expiration) VALUES ($1, $2, now() + $3)
-         ON CONFLICT (id) DO UPDATE SET heartbeat_expiration = EXCLUDED.heartbeat_expiration",
-    )
-    .bind(&ctx.worker_id)
-    .bind(host)
-    .bind(timing.expiry())
-    .execute(&ctx.pool)
-    .await?;
-    Ok(())
 }
 
 /// Fails the running jobs of workers whose heartbeat expired (their

@@ -290,8 +290,8 @@ pub enum BackupClass {
     Always,
     /// In a backup unless `--ignore-scan-data` is given.
     ScanData,
-    /// Never in a backup: re-downloaded after a restore.
-    Never,
+    /// Never in a backup, for this reason (said in `backup.json`).
+    Never { reason: &'static str },
 }
 
 /// A named group of tables, as MSR's backup documentation lists them.
@@ -350,13 +350,25 @@ pub const DATASETS: &[Dataset] = &[
     Dataset {
         name: "vulnerability_database",
         tables: &["vulnerability_feed", "vulnerabilities"],
-        class: BackupClass::Never,
+        class: BackupClass::Never {
+            reason: "re-download the vulnerability database after a restore",
+        },
     },
     Dataset {
         // In-progress uploads are transient: a restore starts with none.
         name: "upload_sessions",
         tables: &["blob_uploads"],
-        class: BackupClass::Never,
+        class: BackupClass::Never {
+            reason: "transient",
+        },
+    },
+    Dataset {
+        name: "job_runner",
+        tables: &["workers", "jobs", "job_logs", "backups"],
+        class: BackupClass::Never {
+            reason: "this instance's own job log and backup catalog; a restored instance \
+                     lists the backups in its backup storage again",
+        },
     },
 ];
 
