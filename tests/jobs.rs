@@ -79,6 +79,16 @@ async fn a_manual_backup_is_a_job_with_a_log_and_a_listed_archive() {
     assert_eq!(page.as_array().unwrap().len(), 2);
     assert_eq!(page[0]["lineNum"], 1);
     // A stream of an ended job is its whole log, one object per line.
+    for query in ["colour=blue", "stream=maybe", "offset=-1", "limit=0"] {
+        let answer = api
+            .call(
+                Method::GET,
+                &format!("/api/v0/jobs/{id}/logs?{query}"),
+                None,
+            )
+            .await;
+        assert_error(&answer, 400, "INVALID_PARAMETERS");
+    }
     let streamed = String::from_utf8(
         api.bytes(&format!("/api/v0/jobs/{id}/logs?stream=true"))
             .await,

@@ -99,9 +99,29 @@ async fn list_jobs(
                 }),
         }
     };
+    let action = match any("action") {
+        Some(action) => Some(
+            action
+                .parse::<Action>()
+                .map_err(|message| Invalid::new("action", message))?
+                .as_str()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let worker = any("worker");
+    if let Some(worker) = &worker
+        && !worker_id_shape(worker)
+    {
+        return Err(Invalid::new(
+            "worker",
+            format!("must be any or a worker id (12 hexadecimal digits), got {worker:?}"),
+        )
+        .into());
+    }
     let filter = Filter {
-        action: any("action"),
-        worker: any("worker"),
+        action,
+        worker,
         running,
         start: number("start", 0, 0, i64::MAX / 2)?,
         limit: number("limit", 10, 1, MAX_LIMIT)?,
@@ -109,6 +129,10 @@ async fn list_jobs(
     Ok(Json(Jobs {
         jobs: jobs::list(&state.pool, &filter).await?,
     }))
+}
+
+fn worker_id_shape(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// POST /api/v0/jobs: MSR's fields; unknown ones are refused.
