@@ -20,7 +20,7 @@ use super::extract::{JsonBody, PathParams, QueryPairs};
 use super::{AppState, Route, route};
 use crate::duration::GoDuration;
 use crate::error::{ApiError, ApiResult};
-use crate::jobs::{self, Action, Filter, Job, NewJob, backup, scheduler, worker};
+use crate::jobs::{self, Action, Filter, Job, NewJob, backup, purge, scheduler, worker};
 use crate::registry::{Invalid, parse_body, present, time};
 use crate::settings;
 
@@ -207,15 +207,10 @@ async fn create_job(
             if request.deadline.is_none() {
                 deadline = settings.deadline;
             }
-            for name in parameters.keys() {
-                if !["fullBackup", "ignoreScanData"].contains(&name.as_str()) {
-                    return Err(Invalid::new(
-                        format!("parameters.{name}"),
-                        "unknown parameter; backup takes fullBackup and ignoreScanData",
-                    )
-                    .into());
-                }
-            }
+            known_parameters(&parameters, &["fullBackup", "ignoreScanData"], action)?;
+        }
+        Action::BackupPurge => {
+            known_parameters(&parameters, &["duration"], action)?;
         }
     }
     let new = NewJob {
@@ -227,13 +222,39 @@ async fn create_job(
         stop_timeout,
         scheduled_at,
     };
-    if action == Action::Backup {
-        backup::options(new.parameters.as_ref())
-            .map_err(|err| Invalid::new("parameters", err.to_string()))?;
+    // Checked the way the job will read them, so that a job that cannot
+    // run is refused now rather than failing later.
+    match action {
+        Action::Backup => {
+            backup::options(new.parameters.as_ref())
+                .map_err(|err| Invalid::new("parameters", err.to_string()))?;
+        }
+        Action::BackupPurge => {
+            purge::duration(&state.pool, new.parameters.as_ref())
+                .await
+                .map_err(|err| Invalid::new("parameters.duration", err.to_string()))?;
+        }
     }
     let job = jobs::enqueue(&state.pool, new).await?;
     tracing::info!(job = %job.id, action = %job.action, by = %admin.name, "job created");
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
+}
+
+fn known_parameters(
+    parameters: &BTreeMap<String, String>,
+    known: &[&str],
+    action: Action,
+) -> Result<(), Invalid> {
+    match parameters
+        .keys()
+        .find(|name| !known.contains(&name.as_str()))
+    {
+        Some(name) => Err(Invalid::new(
+            format!("parameters.{name}"),
+            format!("unknown parameter; {action} takes {}", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
 }
 
 async fn get_job(
@@ -391,22 +412,40 @@ struct Crons {
 /// Fixed, so that a cron keeps its id across replicas and restarts.
 const BACKUP_CRON_ID: Uuid = Uuid::from_u128(0x6d73_725f_6261_636b_7570_0000_0000_0001);
 
+/// Purges run after each successful backup, so their cron is the backup's.
+const BACKUP_PURGE_CRON_ID: Uuid = Uuid::from_u128(0x6d73_725f_6261_636b_7570_0000_0000_0002);
+
 async fn crons(state: &AppState) -> ApiResult<Vec<Cron>> {
     let settings = settings::backup::get(&state.pool).await?;
-    Ok(scheduler::next_run(&settings, Utc::now())
-        .map(|next_run| Cron {
-            id: BACKUP_CRON_ID,
-            action: Action::Backup.as_str(),
+    let Some(next_run) = scheduler::next_run(&settings, Utc::now()) else {
+        return Ok(Vec::new());
+    };
+    let deadline = settings.deadline.map(|d| d.to_string()).unwrap_or_default();
+    let mut crons = vec![Cron {
+        id: BACKUP_CRON_ID,
+        action: Action::Backup.as_str(),
+        schedule: settings.schedule.clone(),
+        retries: 0,
+        capacity_map: None,
+        parameters: json!({ "fullBackup": settings.full_backup.to_string() }),
+        deadline,
+        stop_timeout: String::new(),
+        next_run,
+    }];
+    if let Some(duration) = settings.purge.duration.filter(|_| settings.purge.enabled) {
+        crons.push(Cron {
+            id: BACKUP_PURGE_CRON_ID,
+            action: Action::BackupPurge.as_str(),
             schedule: settings.schedule.clone(),
             retries: 0,
             capacity_map: None,
-            parameters: json!({ "fullBackup": settings.full_backup.to_string() }),
-            deadline: settings.deadline.map(|d| d.to_string()).unwrap_or_default(),
+            parameters: json!({ "duration": duration.to_string() }),
+            deadline: String::new(),
             stop_timeout: String::new(),
             next_run,
-        })
-        .into_iter()
-        .collect())
+        });
+    }
+    Ok(crons)
 }
 
 async fn list_crons(

@@ -73,14 +73,17 @@ pub struct DatasetCount {
 struct Row {
     id: Uuid,
     job_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
     entry: Json<Backup>,
 }
 
+/// The columns are authoritative; the entry holds the rest.
 impl From<Row> for Backup {
     fn from(row: Row) -> Self {
         Backup {
             id: row.id,
             job_id: row.job_id,
+            created: row.created_at,
             ..row.entry.0
         }
     }
@@ -180,7 +183,7 @@ pub async fn complete(
     Ok(backup)
 }
 
-const COLUMNS: &str = "id, job_id, description AS entry";
+const COLUMNS: &str = "id, job_id, created_at, description AS entry";
 
 /// Complete backups, newest first.
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<Backup>> {

@@ -9,6 +9,7 @@
 //! `NOTIFY msr_jobs`.
 
 pub mod backup;
+pub mod purge;
 pub mod scheduler;
 pub mod worker;
 
@@ -32,14 +33,17 @@ pub const NOTIFY_CHANNEL: &str = "msr_jobs";
 pub enum Action {
     /// Write a backup archive to the backup storage.
     Backup,
+    /// Delete stored backups older than the purge duration.
+    BackupPurge,
 }
 
 impl Action {
-    pub const ALL: &[Action] = &[Action::Backup];
+    pub const ALL: &[Action] = &[Action::Backup, Action::BackupPurge];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Backup => "backup",
+            Action::BackupPurge => "backup_purge",
         }
     }
 }

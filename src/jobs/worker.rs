@@ -328,6 +328,9 @@ async fn run_job(ctx: &Context, job: Job, mut stopping: watch::Receiver<bool>) {
             if status == Status::Errored {
                 retry(ctx, id).await;
             }
+            if status == Status::Done && job.action == Action::Backup.as_str() {
+                purge_after_backup(ctx, id).await;
+            }
         }
         Ok(false) => tracing::warn!(job = %id, "job was taken from this worker before it ended"),
         Err(err) => tracing::warn!(job = %id, error = %err, "recording the job's end failed"),
@@ -369,6 +372,7 @@ async fn execute(ctx: &Context, job: &Job) -> anyhow::Result<String> {
         .context("this replica cannot run it")?;
     match action {
         Action::Backup => super::backup::run(ctx, job).await,
+        Action::BackupPurge => super::purge::run(ctx, job).await,
     }
 }
 
@@ -404,6 +408,40 @@ async fn finish(pool: &PgPool, id: Uuid, worker: &str, status: Status) -> sqlx::
     .await?
     .rows_affected();
     Ok(updated > 0)
+}
+
+/// With purge enabled, every successful backup is followed by a purge.
+async fn purge_after_backup(ctx: &Context, backup_job: Uuid) {
+    let settings = match crate::settings::backup::get(&ctx.pool).await {
+        Ok(settings) => settings,
+        Err(err) => {
+            tracing::warn!(error = %err, "reading the purge settings failed; no purge");
+            return;
+        }
+    };
+    if !settings.purge.enabled {
+        return;
+    }
+    let purge = super::NewJob {
+        action: Action::BackupPurge,
+        parameters: None,
+        capacity_map: None,
+        retries: 0,
+        deadline: None,
+        stop_timeout: None,
+        scheduled_at: Utc::now(),
+    };
+    match super::enqueue(&ctx.pool, purge).await {
+        Ok(job) => {
+            log(
+                ctx,
+                backup_job,
+                &format!("purge enqueued as job {}", job.id),
+            )
+            .await
+        }
+        Err(err) => tracing::warn!(error = %err, "enqueuing the purge failed"),
+    }
 }
 
 async fn retry(ctx: &Context, id: Uuid) {

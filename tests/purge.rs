@@ -1,0 +1,251 @@
+//! `backup_purge` jobs with the real binary, on a local directory and on S3
+//! (moto): the retention boundary, the newest backup always kept, purges
+//! after each backup, and a storage failure half way that leaves the
+//! catalog and the storage agreeing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::archive::files;
+use common::jobs::{Api, eventually};
+use common::moto::Moto;
+use common::{Server, TestDb, assert_error};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Runs a job through the API and waits until it is `status`.
+async fn run_job(api: &Api, body: Value, status: &str) -> Value {
+    let job = api.start_job(body).await;
+    api.wait_for_status(job["id"].as_str().unwrap(), status, Duration::from_secs(60))
+        .await
+}
+
+/// Makes backup `id` look `minutes` old.
+async fn age(db: &TestDb, id: &str, minutes: i64) {
+    let updated = sqlx::query(
+        "UPDATE backups SET created_at = now() - make_interval(mins => $2) WHERE id = $1::uuid",
+    )
+    .bind(id)
+    .bind(minutes as i32)
+    .execute(&mut db.connect().await)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(updated, 1);
+}
+
+fn ids(backups: &[Value]) -> Vec<String> {
+    backups
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Four backups, aged 2h, 1h01m, 59m and new, purged with a 1h duration:
+/// the two older than an hour go, and then, all aged 3h, all but the newest.
+async fn retention(db: &TestDb, api: &Api, stored_keys: impl AsyncFn() -> Vec<String>) {
+    api.enable_backups(json!({
+        "schedule": "0 0 1 1 *",
+        "purge": { "enabled": true, "duration": "1h" }
+    }))
+    .await;
+    let crons = api.get("/api/v0/crons").await;
+    assert_eq!(crons["crons"][1]["action"], "backup_purge");
+    assert_eq!(
+        crons["crons"][1]["parameters"],
+        json!({ "duration": "1h0m0s" })
+    );
+    for _ in 0..4 {
+        let backup = run_job(api, json!({ "action": "backup" }), "done").await;
+        // A purge follows every backup; with nothing old it deletes nothing.
+        let log = api.log(backup["id"].as_str().unwrap()).await;
+        let purge = log
+            .iter()
+            .find_map(|line| line.strip_prefix("purge enqueued as job "))
+            .expect("a purge after the backup")
+            .to_owned();
+        let purged = api
+            .wait_for_status(&purge, "done", Duration::from_secs(30))
+            .await;
+        assert_eq!(purged["action"], "backup_purge");
+    }
+    let backups = api.backups().await;
+    assert_eq!(backups.len(), 4);
+    assert_eq!(stored_keys().await.len(), 8);
+    let newest_first = ids(&backups);
+    for (id, minutes) in newest_first.iter().rev().zip([120, 61, 59, 0]) {
+        age(db, id, minutes).await;
+    }
+
+    let purge = run_job(api, json!({ "action": "backup_purge" }), "done").await;
+    let log = api.log(purge["id"].as_str().unwrap()).await;
+    let deleted: Vec<_> = log
+        .iter()
+        .filter(|l| l.starts_with("deleted backup "))
+        .collect();
+    assert_eq!(deleted.len(), 2, "{log:#?}");
+    assert!(
+        deleted.iter().any(|l| l.starts_with(&format!(
+            "deleted backup {} (metadata, 2h0m",
+            newest_first[3]
+        ))),
+        "{log:#?}"
+    );
+    assert!(
+        deleted.iter().any(|l| l.starts_with(&format!(
+            "deleted backup {} (metadata, 1h1m",
+            newest_first[2]
+        ))),
+        "{log:#?}"
+    );
+    assert!(
+        log.last()
+            .unwrap()
+            .contains(": deleted 2 backup(s), freed "),
+        "{log:#?}"
+    );
+    assert!(log.last().unwrap().ends_with(", 2 kept"), "{log:#?}");
+    assert_eq!(ids(&api.backups().await), newest_first[..2]);
+    let keys = stored_keys().await;
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    for id in &newest_first[..2] {
+        assert!(keys.iter().any(|k| k.contains(id.as_str())), "{keys:?}");
+    }
+
+    // However old, the newest stays.
+    for (id, minutes) in newest_first[..2].iter().zip([180, 181]) {
+        age(db, id, minutes).await;
+    }
+    run_job(
+        api,
+        json!({ "action": "backup_purge", "parameters": { "duration": "30m" } }),
+        "done",
+    )
+    .await;
+    assert_eq!(ids(&api.backups().await), newest_first[..1]);
+    assert_eq!(stored_keys().await.len(), 2);
+    let purges = api.jobs("action=backup_purge").await;
+    assert_eq!(purges.len(), 6);
+    assert!(purges.iter().all(|j| j["status"] == "done"));
+}
+
+fn serve(db: &TestDb, env: &[(&str, &str)]) -> Server {
+    let mut env = env.to_vec();
+    env.push(("MSR_HEARTBEAT_INTERVAL", "1s"));
+    Server::start(db, &env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_keeps_what_is_younger_and_always_the_newest_on_a_directory() {
+    let db = TestDb::new().await;
+    let server = serve(&db, &[]);
+    let api = Api::new(&server.base);
+    let dir = server.backups_path().to_owned();
+    retention(&db, &api, async || files(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_keeps_what_is_younger_and_always_the_newest_on_s3() {
+    let moto = Moto::start().await;
+    moto.create_bucket("backups").await;
+    let db = TestDb::new().await;
+    let server = serve(
+        &db,
+        &[
+            ("MSR_BACKUP_STORAGE", "s3://backups/kept"),
+            ("AWS_ENDPOINT_URL", &moto.endpoint),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    let api = Api::new(&server.base);
+    retention(&db, &api, async || moto.object_keys("backups").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_that_fails_half_way_leaves_catalog_and_storage_agreeing() {
+    let db = TestDb::new().await;
+    let server = serve(&db, &[]);
+    let api = Api::new(&server.base);
+    assert_error(
+        &api.call(
+            Method::POST,
+            "/api/v0/jobs",
+            Some(&json!({ "action": "backup_purge" })),
+        )
+        .await,
+        400,
+        "INVALID_PARAMETERS",
+    );
+    for _ in 0..3 {
+        run_job(&api, json!({ "action": "backup" }), "done").await;
+    }
+    let backups = api.backups().await;
+    let newest_first = ids(&backups);
+    for (id, minutes) in newest_first.iter().zip([120, 121, 122]) {
+        age(&db, id, minutes).await;
+    }
+    // The oldest archive cannot be deleted: a directory stands in its place.
+    let dir = server.backups_path();
+    let oldest = &backups[2];
+    let archive = dir.join(oldest["key"].as_str().unwrap());
+    std::fs::remove_file(&archive).unwrap();
+    std::fs::create_dir_all(archive.join("in-the-way")).unwrap();
+    std::fs::write(archive.join("in-the-way/file"), b"x").unwrap();
+
+    let purge = run_job(
+        &api,
+        json!({ "action": "backup_purge", "parameters": { "duration": "1h" } }),
+        "errored",
+    )
+    .await;
+    let log = api.log(purge["id"].as_str().unwrap()).await;
+    assert!(
+        log.last()
+            .unwrap()
+            .contains(&format!("deleting backup {}", newest_first[2])),
+        "{log:#?}"
+    );
+    // Listed: only backups whose archive is there. Gone from storage: only
+    // what is no longer listed.
+    let listed = api.backups().await;
+    for backup in &listed {
+        assert!(dir.join(backup["key"].as_str().unwrap()).is_file());
+    }
+    assert!(!ids(&listed).contains(&newest_first[2]));
+    for id in &newest_first[..2] {
+        if !ids(&listed).contains(id) {
+            assert!(!files(dir).iter().any(|f| f.contains(id.as_str())));
+        }
+    }
+
+    // Once the storage lets go, the half-done deletion is finished.
+    std::fs::remove_dir_all(&archive).unwrap();
+    eventually(
+        "the deletion is finished",
+        Duration::from_secs(10),
+        || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM backups WHERE status = 'deleting'")
+                .fetch_one(&mut db.connect().await)
+                .await
+                .unwrap()
+                == 0
+        },
+    )
+    .await;
+    assert!(
+        !files(dir)
+            .iter()
+            .any(|f| f.contains(newest_first[2].as_str()))
+    );
+    run_job(
+        &api,
+        json!({ "action": "backup_purge", "parameters": { "duration": "1h" } }),
+        "done",
+    )
+    .await;
+    assert_eq!(ids(&api.backups().await), newest_first[..1]);
+    assert_eq!(files(dir).len(), 2);
+}
