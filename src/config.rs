@@ -248,6 +248,15 @@ pub struct ServeArgs {
     #[arg(long, env = "MSR_HEARTBEAT_INTERVAL", default_value = "5s")]
     pub heartbeat_interval: GoDuration,
 
+    /// The name notification e-mails give this registry (their subject
+    /// says `[msr <name>]`); the host name when unset.
+    #[arg(long, env = "MSR_INSTANCE_NAME")]
+    pub instance_name: Option<String>,
+
+    /// Longest one SMTP conversation (connect, TLS, AUTH, send) may take.
+    #[arg(long, env = "MSR_SMTP_TIMEOUT", default_value = "30s")]
+    pub smtp_timeout: GoDuration,
+
     /// Blob uploads left untouched this long are discarded, with their parts.
     #[arg(long, env = "MSR_UPLOAD_EXPIRY", default_value = "24h")]
     pub upload_expiry: GoDuration,

@@ -17,6 +17,7 @@
 //!   `msr restore`, and the download behind `GET /api/v0/meta/backups/new`.
 //! - [`jobs`]: MSR's job runner: the job table and log, workers with
 //!   heartbeats, and the scheduler that enqueues backups.
+//! - [`notify`]: e-mail through the SMTP settings: job notices, test mail.
 //! - [`storage`]: the object store (local directory or S3) for image content.
 //! - [`db`]: the connection pool and migrations.
 //! - [`seed`]: `msr dev seed`, a large synthetic data set for development
@@ -31,6 +32,7 @@ pub mod db;
 pub mod duration;
 pub mod error;
 pub mod jobs;
+pub mod notify;
 pub mod registry;
 pub mod schedule;
 pub mod seed;

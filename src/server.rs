@@ -13,6 +13,7 @@ use crate::config::{GlobalArgs, ServeArgs};
 use crate::db;
 use crate::jobs::scheduler;
 use crate::jobs::worker::{self, Timing};
+use crate::notify::Notifier;
 use crate::registry::accounts::{self, Bootstrap};
 use crate::registry::blobs;
 use crate::storage::Storage;
@@ -92,11 +93,25 @@ pub async fn run(
     let worker_id = worker::new_worker_id();
     worker::register(&pool, &worker_id, timing).await?;
     tracing::info!(worker = %worker_id, "job worker registered");
+    let notifier = Notifier {
+        pool: pool.clone(),
+        instance: args.instance_name.clone().unwrap_or_else(|| {
+            hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "msr".to_owned())
+        }),
+        timeout: args
+            .smtp_timeout
+            .to_std()
+            .filter(|timeout| !timeout.is_zero())
+            .context("MSR_SMTP_TIMEOUT must be positive")?,
+    };
     let jobs = worker::Context {
         pool: pool.clone(),
         registry: storage.clone(),
         backups: backups.clone(),
         worker_id: worker_id.clone(),
+        notifier: notifier.clone(),
     };
 
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
@@ -115,6 +130,7 @@ pub async fn run(
             pool: pool.clone(),
             storage,
             backups,
+            notifier,
         },
         args.max_body_bytes,
     );

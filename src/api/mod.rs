@@ -38,6 +38,8 @@ pub struct AppState {
     pub storage: Storage,
     /// Where backup jobs write their archives.
     pub backups: Storage,
+    /// Sends e-mail through the SMTP settings.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// One method on one path. The router is built from [`routes`] alone, so the

@@ -3,15 +3,17 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 
 use super::auth::Admin;
 use super::extract::JsonBody;
 use super::{AppState, Route, route};
 use crate::error::{ApiError, ApiResult};
+use crate::notify;
+use crate::registry::{Invalid, parse_body};
 use crate::settings::UpdateError;
 use crate::settings::backup::{self, BackupSettings};
 use crate::settings::smtp::{self, SmtpView};
@@ -60,6 +62,7 @@ pub(super) fn routes() -> Vec<Route> {
         route(Method::PUT, BACKUP, put_backup),
         route(Method::GET, SMTP, get_smtp),
         route(Method::PUT, SMTP, put_smtp),
+        route(Method::POST, "/api/v0/meta/settings/smtp/test", test_smtp),
     ]
 }
 
@@ -89,4 +92,62 @@ pub async fn put_smtp(
     let settings = smtp::update(&state.pool, body).await?;
     tracing::info!(by = %admin.name, enabled = settings.enabled, server = %settings.server_address, "SMTP settings updated");
     Ok(Json(SmtpView::from(&settings)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestMail {
+    to: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TestMailSent {
+    to: String,
+    /// What the SMTP server answered to the message, e.g. `250 2.0.0 Ok: queued`.
+    server_response: String,
+}
+
+/// Sends a test message through the stored SMTP settings (enabled or not),
+/// so they can be checked before backups rely on them.
+async fn test_smtp(
+    Admin(admin): Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<TestMailSent>> {
+    let request: TestMail = parse_body(body)?;
+    let to: lettre::Address = request
+        .to
+        .trim()
+        .parse()
+        .map_err(|err| Invalid::new("to", format!("not an e-mail address: {err}")))?;
+    let settings = smtp::get(&state.pool).await?;
+    let subject = format!("[msr {}] SMTP test", state.notifier.instance);
+    let body = format!(
+        "This is a test message from msr on {}, sent by {} to check the SMTP settings \
+         (server {}:{}, security {:?}).\n",
+        state.notifier.instance,
+        admin.name,
+        settings.server_address,
+        settings.server_port,
+        settings.security
+    );
+    match notify::send(&settings, &to, &subject, body, state.notifier.timeout).await {
+        Ok(server_response) => {
+            tracing::info!(by = %admin.name, %to, "SMTP test message sent");
+            Ok(Json(TestMailSent {
+                to: to.to_string(),
+                server_response,
+            }))
+        }
+        Err(notify::SendError::Settings(message)) => Err(ApiError::invalid_settings(message)),
+        Err(err) => {
+            tracing::warn!(by = %admin.name, %to, error = %err, "SMTP test message failed");
+            Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "SMTP_FAILED",
+                format!("the SMTP server did not take the message: {err}"),
+            ))
+        }
+    }
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::{Action, Job, NOTIFY_CHANNEL, Status, append_log};
 use crate::backup::catalog;
+use crate::notify::Notifier;
 use crate::registry::time;
 use crate::storage::Storage;
 
@@ -26,6 +27,8 @@ pub struct Context {
     /// Where backups are written.
     pub backups: Storage,
     pub worker_id: String,
+    /// Tells the distribution list how each job ended.
+    pub notifier: Notifier,
 }
 
 /// How often a replica renews its heartbeat and sweeps up after dead ones.
@@ -127,6 +130,7 @@ async fn reap(ctx: &Context) -> anyhow::Result<()> {
             ),
         )
         .await?;
+        ctx.notifier.job_ended(*job);
         retry(ctx, *job).await;
     }
     // Jobs claimed by a worker that is not in the table at all (forgotten,
@@ -325,6 +329,7 @@ async fn run_job(ctx: &Context, job: Job, mut stopping: watch::Receiver<bool>) {
     match finish(&ctx.pool, id, &ctx.worker_id, status).await {
         Ok(true) => {
             tracing::info!(job = %id, status = ?status, "job ended");
+            ctx.notifier.job_ended(id);
             if status == Status::Errored {
                 retry(ctx, id).await;
             }

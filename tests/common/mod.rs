@@ -11,6 +11,7 @@ pub mod archive;
 pub mod jobs;
 pub mod moto;
 pub mod oci;
+pub mod smtp;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -110,6 +111,8 @@ pub fn serve_args(storage: &std::path::Path, backups: &std::path::Path) -> Serve
             location: backups.display().to_string(),
         },
         heartbeat_interval: "1s".parse().unwrap(),
+        instance_name: Some("test-registry".to_owned()),
+        smtp_timeout: "3s".parse().unwrap(),
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_username: ADMIN.to_owned(),
         admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
