@@ -249,3 +249,88 @@ async fn a_purge_that_fails_half_way_leaves_catalog_and_storage_agreeing() {
     assert_eq!(ids(&api.backups().await), newest_first[..1]);
     assert_eq!(files(dir).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msr_documented_example_with_a_short_purge_duration() {
+    let db = TestDb::new().await;
+    let server = serve(&db, &[]);
+    let api = Api::new(&server.base);
+    // MSR's example backs up every minute and purges after an hour; the
+    // same in seconds.
+    api.enable_backups(json!({
+        "fullBackup": true,
+        "schedule": "*/2 * * * * *",
+        "deadline": "1h0m0s",
+        "purge": { "enabled": true, "duration": "3s" }
+    }))
+    .await;
+    eventually(
+        "six scheduled backups done",
+        Duration::from_secs(40),
+        || async {
+            api.jobs("action=backup")
+                .await
+                .iter()
+                .filter(|j| j["status"] == "done")
+                .count()
+                >= 6
+        },
+    )
+    .await;
+    api.disable_backups().await;
+    // Let the purge after the last backup finish.
+    eventually("no purge left to run", Duration::from_secs(20), || async {
+        api.jobs("action=backup_purge")
+            .await
+            .iter()
+            .all(|j| j["status"] == "done")
+    })
+    .await;
+    let purges = api.jobs("action=backup_purge").await;
+    assert!(purges.len() >= 6, "{purges:#?}");
+    let deleted: usize = {
+        let mut deleted = 0;
+        for purge in &purges {
+            let log = api.log(purge["id"].as_str().unwrap()).await;
+            deleted += log
+                .iter()
+                .filter(|l| l.starts_with("deleted backup "))
+                .count();
+        }
+        deleted
+    };
+    assert!(deleted >= 3, "old backups disappear: {deleted} deleted");
+    // What is left: the newest, and none that was older than the duration
+    // when the last purge ran.
+    let listed = api.backups().await;
+    let done = api
+        .jobs("action=backup")
+        .await
+        .into_iter()
+        .filter(|j| j["status"] == "done")
+        .count();
+    assert!(
+        !listed.is_empty() && listed.len() < done,
+        "{} of {done} kept",
+        listed.len()
+    );
+    let newest = &listed[0];
+    let newest_job = newest["jobID"].as_str().unwrap();
+    let last_backup = api
+        .jobs("action=backup")
+        .await
+        .into_iter()
+        .find(|j| j["status"] == "done")
+        .unwrap();
+    assert_eq!(newest_job, last_backup["id"]);
+    let newest_time =
+        chrono::DateTime::parse_from_rfc3339(newest["created"].as_str().unwrap()).unwrap();
+    for backup in &listed {
+        let created =
+            chrono::DateTime::parse_from_rfc3339(backup["created"].as_str().unwrap()).unwrap();
+        assert!(
+            newest_time - created <= chrono::Duration::seconds(6),
+            "{backup}"
+        );
+    }
+}
