@@ -253,6 +253,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MSR_INSTANCE_NAME")]
     pub instance_name: Option<String>,
 
+    /// A PEM file of CA certificates the SMTP server's certificate may chain
+    /// to, besides the public roots (a relay with a certificate of a
+    /// private CA).
+    #[arg(long, env = "MSR_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
+
     /// Longest one SMTP conversation (connect, TLS, AUTH, send) may take.
     #[arg(long, env = "MSR_SMTP_TIMEOUT", default_value = "30s")]
     pub smtp_timeout: GoDuration,

@@ -17,7 +17,7 @@ use chrono::Utc;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -49,13 +49,15 @@ pub enum SendError {
 /// The server's answer to an accepted message, as `250 2.0.0 Ok: queued`.
 pub type Accepted = String;
 
-/// Sends one plain-text message to `to`, within `timeout` in all.
-pub async fn send(
+/// Sends one plain-text message to `to`, within `timeout` in all; `roots`
+/// are CA certificates (PEM) trusted besides the public ones.
+async fn send(
     settings: &SmtpSettings,
     to: &Address,
     subject: &str,
     body: String,
     timeout: Duration,
+    roots: &[Certificate],
 ) -> Result<Accepted, SendError> {
     let sender: Address = settings
         .sender_address
@@ -71,7 +73,7 @@ pub async fn send(
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .map_err(|err| SendError::Smtp(format!("building the message: {err}")))?;
-    let transport = transport(settings, timeout)?;
+    let transport = transport(settings, timeout, roots)?;
     match tokio::time::timeout(timeout, transport.send(message)).await {
         Err(_) => Err(SendError::TimedOut(timeout)),
         Ok(Err(err)) => Err(SendError::Smtp(describe(&err))),
@@ -86,10 +88,16 @@ pub async fn send(
 fn transport(
     settings: &SmtpSettings,
     timeout: Duration,
+    roots: &[Certificate],
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
     let host = settings.server_address.as_str();
     let tls = || {
-        TlsParameters::new(host.to_owned())
+        roots
+            .iter()
+            .fold(TlsParameters::builder(host.to_owned()), |builder, root| {
+                builder.add_root_certificate(root.clone())
+            })
+            .build_rustls()
             .map_err(|err| SendError::Settings(format!("TLS for {host}: {err}")))
     };
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
@@ -124,17 +132,39 @@ fn describe(err: &lettre::transport::smtp::Error) -> String {
     text
 }
 
-/// How notices are sent.
-#[derive(Debug, Clone)]
+/// How mail is sent.
+#[derive(Clone)]
 pub struct Notifier {
     pub pool: PgPool,
     /// Named in every subject, so a mail says which registry it is about.
     pub instance: String,
     /// Bound on one whole SMTP conversation.
     pub timeout: Duration,
+    /// CA certificates trusted for the SMTP server besides the public roots.
+    pub roots: Vec<Certificate>,
+}
+
+/// Reads the CA certificates of `MSR_SMTP_CA_FILE`.
+pub fn read_roots(path: &std::path::Path) -> anyhow::Result<Vec<Certificate>> {
+    use anyhow::Context as _;
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let root = Certificate::from_pem(&pem)
+        .map_err(|err| anyhow::anyhow!("{}: not a PEM certificate: {err}", path.display()))?;
+    Ok(vec![root])
 }
 
 impl Notifier {
+    /// Sends one plain-text message through `settings`: one attempt.
+    pub async fn send(
+        &self,
+        settings: &SmtpSettings,
+        to: &Address,
+        subject: &str,
+        body: String,
+    ) -> Result<Accepted, SendError> {
+        send(settings, to, subject, body, self.timeout, &self.roots).await
+    }
+
     /// Tells the distribution list how `job` ended, in a task of its own.
     pub fn job_ended(&self, job: Uuid) {
         let notifier = self.clone();
@@ -163,7 +193,7 @@ impl Notifier {
         for to in recipients {
             let mut attempt = 1;
             let line = loop {
-                match send(&smtp_settings, to, &subject, body.clone(), self.timeout).await {
+                match self.send(&smtp_settings, to, &subject, body.clone()).await {
                     Ok(answer) => break format!("notified {to}: {answer}"),
                     Err(err) if attempt < ATTEMPTS => {
                         tracing::warn!(job = %id, %to, attempt, error = %err, "notification failed; retrying");

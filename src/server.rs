@@ -13,7 +13,7 @@ use crate::config::{GlobalArgs, ServeArgs};
 use crate::db;
 use crate::jobs::scheduler;
 use crate::jobs::worker::{self, Timing};
-use crate::notify::Notifier;
+use crate::notify::{self, Notifier};
 use crate::registry::accounts::{self, Bootstrap};
 use crate::registry::blobs;
 use crate::storage::Storage;
@@ -105,6 +105,10 @@ pub async fn run(
             .to_std()
             .filter(|timeout| !timeout.is_zero())
             .context("MSR_SMTP_TIMEOUT must be positive")?,
+        roots: match &args.smtp_ca_file {
+            Some(path) => notify::read_roots(path).context("MSR_SMTP_CA_FILE")?,
+            None => Vec::new(),
+        },
     };
     let jobs = worker::Context {
         pool: pool.clone(),

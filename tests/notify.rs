@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::jobs::{Api, eventually};
-use common::smtp::SmtpServer;
+use common::smtp::{SmtpServer, TestCertificates};
 use common::{TestApp, assert_error};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -350,5 +350,71 @@ async fn a_mail_server_that_is_down_or_stalls_never_holds_up_the_jobs() {
     assert_eq!(api.job(&first).await["status"], "done");
     assert_eq!(api.job(&second).await["status"], "done");
     assert!(log.iter().any(|l| l.starts_with("done in ")));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_and_implicit_tls_with_a_private_ca() {
+    let certificates = TestCertificates::new();
+    let ca = certificates.ca.clone();
+    let app = TestApp::spawn_configured(|args| args.smtp_ca_file = Some(ca)).await;
+    let api = Api::new(&app.base);
+    for (security, implicit) in [("starttls", false), ("tls", true)] {
+        let smtp = SmtpServer::start_tls(&certificates, implicit);
+        configure(&api, smtp.port, None, "ops@example.com").await;
+        let (status, body) = api
+            .call(
+                Method::PUT,
+                "/api/v0/meta/settings/smtp",
+                Some(&json!({ "security": security })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = api
+            .call(
+                Method::POST,
+                "/api/v0/meta/settings/smtp/test",
+                Some(&json!({ "to": "ops@example.com" })),
+            )
+            .await;
+        assert_eq!(status, 200, "{security}: {body}");
+        let job = run_backup(&api, json!({ "action": "backup" }), "done").await;
+        let messages = smtp.wait_for(2, Duration::from_secs(15)).await;
+        assert_eq!(subject(&messages[1]), "[msr test-registry] Backup done");
+        wait_for_lines(
+            &api,
+            &job,
+            &["notified ops@example.com: 250".to_owned()],
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+    // Without the CA, the same server's certificate is refused.
+    let stranger = TestApp::spawn().await;
+    let api = Api::new(&stranger.base);
+    let smtp = SmtpServer::start_tls(&certificates, false);
+    configure(&api, smtp.port, None, "ops@example.com").await;
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            "/api/v0/meta/settings/smtp",
+            Some(&json!({ "security": "starttls" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let refused = api
+        .call(
+            Method::POST,
+            "/api/v0/meta/settings/smtp/test",
+            Some(&json!({ "to": "ops@example.com" })),
+        )
+        .await;
+    let error = assert_error(&refused, 502, "SMTP_FAILED");
+    assert!(
+        error["message"].as_str().unwrap().contains("certificate"),
+        "{error}"
+    );
+    assert!(smtp.messages().is_empty());
+    stranger.stop().await;
     app.stop().await;
 }

@@ -132,7 +132,7 @@ async fn test_smtp(
         settings.server_port,
         settings.security
     );
-    match notify::send(&settings, &to, &subject, body, state.notifier.timeout).await {
+    match state.notifier.send(&settings, &to, &subject, body).await {
         Ok(server_response) => {
             tracing::info!(by = %admin.name, %to, "SMTP test message sent");
             Ok(Json(TestMailSent {

@@ -113,6 +113,7 @@ pub fn serve_args(storage: &std::path::Path, backups: &std::path::Path) -> Serve
         heartbeat_interval: "1s".parse().unwrap(),
         instance_name: Some("test-registry".to_owned()),
         smtp_timeout: "3s".parse().unwrap(),
+        smtp_ca_file: None,
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_username: ADMIN.to_owned(),
         admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
@@ -151,12 +152,30 @@ impl TestApp {
     /// Serves `db` with `storage` as its registry content (a restored
     /// instance, say).
     pub async fn spawn_with(db: TestDb, database_url: &str, storage: tempfile::TempDir) -> Self {
+        Self::start(db, database_url, storage, |_| {}).await
+    }
+
+    /// A fresh instance whose configuration `configure` adjusts.
+    pub async fn spawn_configured(configure: impl FnOnce(&mut ServeArgs)) -> Self {
+        let db = TestDb::new().await;
+        let url = db.url.clone();
+        let storage = tempfile::tempdir().expect("a temporary storage directory");
+        Self::start(db, &url, storage, configure).await
+    }
+
+    async fn start(
+        db: TestDb,
+        database_url: &str,
+        storage: tempfile::TempDir,
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let global = global_args(database_url);
         let backups = tempfile::tempdir().expect("a temporary backup directory");
-        let args = serve_args(storage.path(), backups.path());
+        let mut args = serve_args(storage.path(), backups.path());
+        configure(&mut args);
         let task = tokio::spawn(async move {
             msr::server::run(&global, &args, listener, async {
                 let _ = stopped.await;

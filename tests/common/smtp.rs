@@ -40,6 +40,27 @@ impl SmtpServer {
         Self::spawn(&args, dir)
     }
 
+    /// Accepts every message, over TLS only: STARTTLS required first, or
+    /// with `implicit`, TLS from the first byte. `tls` is a certificate and key.
+    pub fn start_tls(tls: &TestCertificates, implicit: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = dir.path().display().to_string();
+        let cert = tls.cert.display().to_string();
+        let key = tls.key.display().to_string();
+        let mut args = vec![
+            "--dir",
+            dir_arg.as_str(),
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ];
+        if implicit {
+            args.push("--implicit-tls");
+        }
+        Self::spawn(&args, dir)
+    }
+
     /// Accepts connections and never answers.
     pub fn stalling() -> Self {
         Self::spawn(&["--stall"], tempfile::tempdir().unwrap())
@@ -106,5 +127,88 @@ impl Drop for SmtpServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A private CA and a server certificate for 127.0.0.1 signed by it, made
+/// with openssl.
+pub struct TestCertificates {
+    _dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCertificates {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl is required for the TLS e-mail tests");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=msr test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(
+            path("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ]);
+        Self {
+            ca: path("ca.pem"),
+            cert: path("server.pem"),
+            key: path("server.key"),
+            _dir: dir,
+        }
     }
 }

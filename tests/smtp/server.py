@@ -6,6 +6,9 @@
         "auth_user"}; with --auth it
         refuses mail until the client authenticates with those credentials
         (AUTH PLAIN/LOGIN, without TLS: a local test).
+    server.py ... --tls-cert CERT --tls-key KEY [--implicit-tls]
+        requires STARTTLS before anything else, or with --implicit-tls
+        speaks TLS from the first byte (SMTPS).
     server.py --port N --stall
         accepts connections and never answers, like a server that hangs.
 
@@ -20,6 +23,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import time
 import warnings
 
@@ -83,6 +87,9 @@ def main():
     parser.add_argument("--dir")
     parser.add_argument("--auth")
     parser.add_argument("--stall", action="store_true")
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--implicit-tls", action="store_true")
     args = parser.parse_args()
     if args.stall:
         stall(args.port)
@@ -95,6 +102,13 @@ def main():
             auth_required=True,
             auth_require_tls=False,
         )
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.implicit_tls:
+            options["ssl_context"] = context
+        else:
+            options.update(tls_context=context, require_starttls=True)
     controller = Controller(
         Store(args.dir), hostname="127.0.0.1", port=args.port, **options
     )
