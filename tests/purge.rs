@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::archive::files;
 use common::jobs::{Api, eventually};
-use common::moto::Moto;
+use common::moto::{DenyingProxy, Moto};
 use common::{Server, TestDb, assert_error};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -333,4 +333,93 @@ async fn msr_documented_example_with_a_short_purge_duration() {
             "{backup}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_that_s3_refuses_half_way_leaves_catalog_and_storage_agreeing() {
+    let moto = Moto::start().await;
+    moto.create_bucket("backups").await;
+    let proxy = DenyingProxy::start(&moto).await;
+    let db = TestDb::new().await;
+    let server = serve(
+        &db,
+        &[
+            ("MSR_BACKUP_STORAGE", "s3://backups"),
+            ("AWS_ENDPOINT_URL", &proxy.endpoint),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    let api = Api::new(&server.base);
+    for _ in 0..3 {
+        run_job(&api, json!({ "action": "backup" }), "done").await;
+    }
+    let backups = api.backups().await;
+    let newest_first = ids(&backups);
+    for (id, minutes) in newest_first.iter().zip([120, 121, 122]) {
+        age(&db, id, minutes).await;
+    }
+    // S3 refuses to delete the oldest archive: the second deletion fails.
+    proxy.deny_deletes_of(&format!("{}.tar", newest_first[2]));
+    let purge = run_job(
+        &api,
+        json!({ "action": "backup_purge", "parameters": { "duration": "1h" } }),
+        "errored",
+    )
+    .await;
+    let log = api.log(purge["id"].as_str().unwrap()).await;
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with(&format!("deleted backup {}", newest_first[1]))),
+        "{log:#?}"
+    );
+    assert!(
+        log.last()
+            .unwrap()
+            .contains(&format!("deleting backup {}", newest_first[2])),
+        "{log:#?}"
+    );
+    // Every listed backup is in the bucket, whole; the one S3 kept is not listed.
+    let keys = moto.object_keys("backups").await;
+    let listed = api.backups().await;
+    assert_eq!(ids(&listed), newest_first[..1]);
+    for backup in &listed {
+        assert!(
+            keys.contains(&backup["key"].as_str().unwrap().to_owned()),
+            "{keys:?}"
+        );
+    }
+    assert!(
+        keys.contains(&format!("backups/{}.tar", newest_first[2])),
+        "{keys:?}"
+    );
+    assert!(
+        !keys.iter().any(|k| k.contains(newest_first[1].as_str())),
+        "{keys:?}"
+    );
+
+    // Once S3 lets go, the half-done deletion is finished.
+    proxy.allow_all();
+    eventually(
+        "the deletion is finished",
+        Duration::from_secs(15),
+        || async {
+            !moto
+                .object_keys("backups")
+                .await
+                .iter()
+                .any(|k| k.contains(newest_first[2].as_str()))
+        },
+    )
+    .await;
+    eventually("its row is gone", Duration::from_secs(5), || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM backups")
+            .fetch_one(&mut db.connect().await)
+            .await
+            .unwrap()
+            == 1
+    })
+    .await;
+    assert_eq!(moto.object_keys("backups").await.len(), 2);
 }

@@ -90,3 +90,115 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// An HTTP proxy in front of moto that can refuse the deletion of chosen
+/// objects with S3's `AccessDenied`, a storage failure that no retry gets
+/// past, while everything else goes through.
+pub struct DenyingProxy {
+    pub endpoint: String,
+    denied: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DenyingProxy {
+    pub async fn start(moto: &Moto) -> Self {
+        use axum::body::Body;
+        use axum::extract::{Request, State};
+        use axum::http::{Method, StatusCode};
+        use axum::response::Response;
+
+        type Shared = (
+            String,
+            reqwest::Client,
+            std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        );
+        async fn forward(
+            State((upstream, http, denied)): State<Shared>,
+            request: Request,
+        ) -> Response {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            // object_store deletes with DeleteObjects (a POST to ?delete
+            // listing the keys), DELETE otherwise.
+            let denied_here = |text: &str| {
+                denied.lock().unwrap().iter().any(|suffix| {
+                    text.contains(&format!("{suffix}<")) || text.ends_with(suffix.as_str())
+                })
+            };
+            let deleting = parts.method == Method::DELETE && denied_here(parts.uri.path())
+                || parts.method == Method::POST
+                    && parts.uri.query().is_some_and(|q| q.starts_with("delete"))
+                    && denied_here(&String::from_utf8_lossy(&body));
+            if deleting {
+                return Response::builder()
+                    .status(StatusCode::FORBIDDEN)
+                    .header("content-type", "application/xml")
+                    .body(Body::from(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
+                         <Message>Access Denied</Message></Error>",
+                    ))
+                    .unwrap();
+            }
+            let target = format!(
+                "{upstream}{}",
+                parts.uri.path_and_query().map_or("/", |p| p.as_str())
+            );
+            let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap();
+            let mut headers = reqwest::header::HeaderMap::new();
+            for (name, value) in &parts.headers {
+                if name != "host" {
+                    headers.insert(
+                        reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
+                        reqwest::header::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+                    );
+                }
+            }
+            let answer = http
+                .request(method, target)
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let mut response = Response::builder().status(answer.status().as_u16());
+            for (name, value) in answer.headers() {
+                response = response.header(name.as_str(), value.as_bytes());
+            }
+            response
+                .body(Body::from(answer.bytes().await.unwrap()))
+                .unwrap()
+        }
+
+        let denied = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().fallback(forward).with_state((
+            moto.endpoint.clone(),
+            reqwest::Client::new(),
+            denied.clone(),
+        ));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            endpoint,
+            denied,
+            task,
+        }
+    }
+
+    /// Refuses to delete objects whose path ends with `suffix`.
+    pub fn deny_deletes_of(&self, suffix: &str) {
+        self.denied.lock().unwrap().push(suffix.to_owned());
+    }
+
+    pub fn allow_all(&self) {
+        self.denied.lock().unwrap().clear();
+    }
+}
+
+impl Drop for DenyingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
