@@ -238,9 +238,13 @@ impl Notifier {
             let seconds = (ended - started).num_milliseconds() as f64 / 1000.0;
             let _ = writeln!(body, "Duration:  {seconds:.1}s");
         }
+        if job.action == Action::Backup.as_str()
+            && let Ok(options) = jobs::backup::options(job.parameters.as_ref())
+        {
+            let _ = writeln!(body, "Type:      {}", options.kind);
+        }
         let backups = catalog::list(&self.pool).await?;
         if let Some(backup) = backups.iter().find(|b| b.job_id == Some(job.id)) {
-            let _ = writeln!(body, "Type:      {}", backup.kind);
             let _ = writeln!(body, "Backup:    {}", backup.id);
             let _ = writeln!(
                 body,

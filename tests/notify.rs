@@ -132,6 +132,7 @@ async fn each_recipient_gets_one_mail_per_finished_job() {
         assert_eq!(subject(message), "[msr test-registry] Backup errored");
         let body = message["body"].as_str().unwrap();
         assert!(body.contains(&format!("Job:       {errored}")), "{body}");
+        assert!(body.contains("Type:      full"), "{body}");
         assert!(
             body.contains("Last log lines:") && body.contains(&"0".repeat(64)),
             "{body}"
