@@ -213,6 +213,15 @@ async fn create_job(
             known_parameters(&parameters, &["duration"], action)?;
         }
     }
+    if let Some(map) = &request.capacity_map
+        && let Some(name) = map.keys().find(|name| !capacity_name(name))
+    {
+        return Err(Invalid::new(
+            "capacityMap",
+            format!("{name:?} is not a capacity name (1 to 100 printable characters)"),
+        )
+        .into());
+    }
     let new = NewJob {
         action,
         parameters: Some(json!(parameters)),
@@ -238,6 +247,10 @@ async fn create_job(
     let job = jobs::enqueue(&state.pool, new).await?;
     tracing::info!(job = %job.id, action = %job.action, by = %admin.name, "job created");
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
+}
+
+fn capacity_name(name: &str) -> bool {
+    (1..=100).contains(&name.chars().count()) && !name.chars().any(char::is_control)
 }
 
 fn known_parameters(
