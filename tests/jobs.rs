@@ -221,7 +221,7 @@ async fn bad_job_requests_are_refused_and_create_nothing() {
         json!({ "action": "backup", "deadline": "-1s" }),
         json!({ "action": "backup", "scheduledAt": "tomorrow" }),
         json!({ "action": "backup", "colour": "blue" }),
-        json!({ "action": "backup", "capacityMap": { "a\u0000b": 1 } }),
+        json!({ "action": "backup", "capacityMap": { "a\u{0}b": 1 } }),
         json!({ "action": "backup_purge", "stopTimeout": "1h", "capacityMap": { "": 1 } }),
     ] {
         let answer = api.call(Method::POST, "/api/v0/jobs", Some(&body)).await;
