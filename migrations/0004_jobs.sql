@@ -74,9 +74,10 @@ CREATE TABLE backups (
     sha256 text CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     created_at timestamptz NOT NULL DEFAULT now(),
     completed_at timestamptz,
-    -- backup.json of the archive.
-    description jsonb,
-    CHECK (status <> 'complete' OR (size IS NOT NULL AND sha256 IS NOT NULL AND description IS NOT NULL))
+    -- The catalog entry as the API lists it and as `<key>.json` beside the
+    -- archive holds it: type, dataset counts, blobs, and so on.
+    entry jsonb,
+    CHECK (status <> 'complete' OR (size IS NOT NULL AND sha256 IS NOT NULL AND entry IS NOT NULL))
 );
 
 CREATE INDEX backups_newest ON backups (created_at DESC) WHERE status = 'complete';

@@ -164,7 +164,7 @@ pub async fn complete(
         .await?;
     let updated = sqlx::query(
         "UPDATE backups SET status = 'complete', upload_id = NULL, size = $2, sha256 = $3,
-             created_at = $4, completed_at = $5, description = $6
+             created_at = $4, completed_at = $5, entry = $6
          WHERE id = $1 AND status = 'writing'",
     )
     .bind(pending.id)
@@ -183,7 +183,7 @@ pub async fn complete(
     Ok(backup)
 }
 
-const COLUMNS: &str = "id, job_id, created_at, description AS entry";
+const COLUMNS: &str = "id, job_id, created_at, entry";
 
 /// Complete backups, newest first.
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<Backup>> {
@@ -343,7 +343,7 @@ pub async fn recover(pool: &PgPool, storage: &Storage) -> anyhow::Result<usize> 
         // The job that wrote it is usually not in this database.
         let inserted = sqlx::query(
             "INSERT INTO backups (id, job_id, status, kind, ignore_scan_data, key, location, size,
-                 sha256, created_at, completed_at, description)
+                 sha256, created_at, completed_at, entry)
              VALUES ($1, (SELECT id FROM jobs WHERE id = $2), 'complete', $3, $4, $5, $6, $7, $8,
                  $9, $10, $11)
              ON CONFLICT DO NOTHING",
