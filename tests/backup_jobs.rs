@@ -109,28 +109,13 @@ async fn msr_documented_steps_give_a_done_backup_job() {
 }
 
 fn s3_env<'a>(moto: &'a Moto, registry: &'a str, backups: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
+    let mut env = moto.env();
+    env.extend([
         ("MSR_STORAGE", registry),
         ("MSR_BACKUP_STORAGE", backups),
-        ("AWS_ENDPOINT_URL", &moto.endpoint),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
         ("MSR_HEARTBEAT_INTERVAL", "1s"),
-    ]
-}
-
-/// Multipart uploads moto has started and not completed or aborted.
-async fn open_uploads(moto: &Moto, bucket: &str) -> usize {
-    let listing = reqwest::Client::new()
-        .get(format!("{}/{bucket}?uploads", moto.endpoint))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    listing.matches("<Upload>").count()
+    ]);
+    env
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,7 +153,7 @@ async fn full_backup_jobs_on_s3_restore_by_id_onto_a_new_instance() {
     eventually(
         "the multipart upload is started",
         Duration::from_secs(5),
-        || async { open_uploads(&moto, "backups").await == 1 },
+        || async { moto.open_uploads("backups").await == 1 },
     )
     .await;
     let (status, _) = api
@@ -181,7 +166,7 @@ async fn full_backup_jobs_on_s3_restore_by_id_onto_a_new_instance() {
     assert_eq!(status, 204);
     api.wait_for_status(blocked, "canceled", Duration::from_secs(10))
         .await;
-    assert_eq!(open_uploads(&moto, "backups").await, 0);
+    assert_eq!(moto.open_uploads("backups").await, 0);
     assert!(moto.object_keys("backups").await.is_empty());
     lock.rollback().await.unwrap();
 
@@ -214,7 +199,7 @@ async fn full_backup_jobs_on_s3_restore_by_id_onto_a_new_instance() {
             format!("msr/backups/{id}.tar.json")
         ]
     );
-    assert_eq!(open_uploads(&moto, "backups").await, 0);
+    assert_eq!(moto.open_uploads("backups").await, 0);
     let archive = api
         .bytes(&format!("/api/v0/meta/backups/{id}/archive"))
         .await;

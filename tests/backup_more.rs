@@ -432,13 +432,9 @@ async fn ignore_scan_data_on_backup_and_on_restore() {
 }
 
 fn s3_env<'a>(moto: &'a Moto, storage: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("MSR_STORAGE", storage),
-        ("AWS_ENDPOINT_URL", &moto.endpoint),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-    ]
+    let mut env = moto.env();
+    env.push(("MSR_STORAGE", storage));
+    env
 }
 
 /// A registry on s3://source with one pushed image, and its full backup.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::archive::files;
 use common::jobs::{Api, eventually};
-use common::moto::{DenyingProxy, Moto};
+use common::moto::{DenyingProxy, Moto, aws_env};
 use common::{Server, TestDb, assert_error};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -150,16 +150,9 @@ async fn purge_keeps_what_is_younger_and_always_the_newest_on_s3() {
     let moto = Moto::start().await;
     moto.create_bucket("backups").await;
     let db = TestDb::new().await;
-    let server = serve(
-        &db,
-        &[
-            ("MSR_BACKUP_STORAGE", "s3://backups/kept"),
-            ("AWS_ENDPOINT_URL", &moto.endpoint),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
-        ],
-    );
+    let mut env = moto.env();
+    env.push(("MSR_BACKUP_STORAGE", "s3://backups/kept"));
+    let server = serve(&db, &env);
     let api = Api::new(&server.base);
     retention(&db, &api, async || moto.object_keys("backups").await).await;
 }
@@ -341,16 +334,9 @@ async fn a_purge_that_s3_refuses_half_way_leaves_catalog_and_storage_agreeing() 
     moto.create_bucket("backups").await;
     let proxy = DenyingProxy::start(&moto).await;
     let db = TestDb::new().await;
-    let server = serve(
-        &db,
-        &[
-            ("MSR_BACKUP_STORAGE", "s3://backups"),
-            ("AWS_ENDPOINT_URL", &proxy.endpoint),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
-        ],
-    );
+    let mut env = aws_env(&proxy.endpoint);
+    env.push(("MSR_BACKUP_STORAGE", "s3://backups"));
+    let server = serve(&db, &env);
     let api = Api::new(&server.base);
     for _ in 0..3 {
         run_job(&api, json!({ "action": "backup" }), "done").await;

@@ -21,7 +21,6 @@ use crate::backup::progress::Progress;
 use crate::backup::write::write_archive;
 use crate::backup::{Kind, Options};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::Invalid;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -140,12 +139,12 @@ async fn new_backup(
 ) -> ApiResult<Response> {
     let query = query.only(&["fullBackup", "ignoreScanData"])?;
     let options = Options {
-        kind: if flag(&query, "fullBackup")? {
+        kind: if query.flag("fullBackup")? {
             Kind::Full
         } else {
             Kind::Metadata
         },
-        ignore_scan_data: flag(&query, "ignoreScanData")?,
+        ignore_scan_data: query.flag("ignoreScanData")?,
     };
     let mut conn = state
         .pool
@@ -200,15 +199,4 @@ async fn new_backup(
         )
         .body(Body::from_stream(body))
         .map_err(|err| ApiError::internal(format_args!("building the response: {err}")))
-}
-
-fn flag(query: &QueryPairs, name: &str) -> Result<bool, Invalid> {
-    match query.get(name) {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => Err(Invalid::new(
-            name,
-            format!("must be true or false, got {other:?}"),
-        )),
-    }
 }

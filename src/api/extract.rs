@@ -171,6 +171,41 @@ impl QueryPairs {
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
     }
+
+    /// `name` as a whole number in `min..=max`, `default` when not given.
+    pub fn number(
+        &self,
+        name: &str,
+        default: i64,
+        min: i64,
+        max: i64,
+    ) -> Result<i64, crate::registry::Invalid> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    crate::registry::Invalid::new(
+                        name,
+                        format!("must be a whole number from {min} to {max}, got {text:?}"),
+                    )
+                }),
+        }
+    }
+
+    /// `name` as `true` or `false`, false when not given.
+    pub fn flag(&self, name: &str) -> Result<bool, crate::registry::Invalid> {
+        match self.get(name) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(crate::registry::Invalid::new(
+                name,
+                format!("must be true or false, got {other:?}"),
+            )),
+        }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {

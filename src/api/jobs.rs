@@ -84,21 +84,6 @@ async fn list_jobs(
             .into());
         }
     };
-    let number = |name: &str, default: i64, min: i64, max: i64| -> Result<i64, Invalid> {
-        match query.get(name) {
-            None => Ok(default),
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| {
-                    Invalid::new(
-                        name,
-                        format!("must be a whole number from {min} to {max}, got {text:?}"),
-                    )
-                }),
-        }
-    };
     let action = match any("action") {
         Some(action) => Some(
             action
@@ -123,8 +108,8 @@ async fn list_jobs(
         action,
         worker,
         running,
-        start: number("start", 0, 0, i64::MAX / 2)?,
-        limit: number("limit", 10, 1, MAX_LIMIT)?,
+        start: query.number("start", 0, 0, i64::MAX / 2)?,
+        limit: query.number("limit", 10, 1, MAX_LIMIT)?,
     };
     Ok(Json(Jobs {
         jobs: jobs::list(&state.pool, &filter).await?,
@@ -321,32 +306,9 @@ async fn job_logs(
 ) -> ApiResult<Response> {
     let id = job_id(&id)?;
     let query = query.only(&["offset", "limit", "stream"])?;
-    let number = |name: &str, default: i64, min: i64, max: i64| -> Result<i64, Invalid> {
-        match query.get(name) {
-            None => Ok(default),
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| {
-                    Invalid::new(
-                        name,
-                        format!("must be a whole number from {min} to {max}, got {text:?}"),
-                    )
-                }),
-        }
-    };
-    let offset = number("offset", 0, 0, i64::from(i32::MAX))?;
-    let limit = number("limit", MAX_LOG_LINES, 1, MAX_LOG_LINES)?;
-    let stream = match query.get("stream") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(
-                Invalid::new("stream", format!("must be true or false, got {other:?}")).into(),
-            );
-        }
-    };
+    let offset = query.number("offset", 0, 0, i64::from(i32::MAX))?;
+    let limit = query.number("limit", MAX_LOG_LINES, 1, MAX_LOG_LINES)?;
+    let stream = query.flag("stream")?;
     if jobs::get(&state.pool, id).await?.is_none() {
         return Err(no_such_job(id));
     }

@@ -67,6 +67,24 @@ impl Moto {
         );
     }
 
+    /// The AWS variables that point msr at this server.
+    pub fn env(&self) -> Vec<(&'static str, &str)> {
+        aws_env(&self.endpoint)
+    }
+
+    /// Multipart uploads started in `bucket` and neither completed nor aborted.
+    pub async fn open_uploads(&self, bucket: &str) -> usize {
+        let listing = reqwest::Client::new()
+            .get(format!("{}/{bucket}?uploads", self.endpoint))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        listing.matches("<Upload>").count()
+    }
+
     pub async fn object_keys(&self, bucket: &str) -> Vec<String> {
         let listing = reqwest::Client::new()
             .get(format!("{}/{bucket}?list-type=2", self.endpoint))
@@ -82,6 +100,17 @@ impl Moto {
             .map(|rest| rest.split("</Key>").next().unwrap().to_owned())
             .collect()
     }
+}
+
+/// The AWS variables that point msr at `endpoint`: moto, or a proxy in
+/// front of it.
+pub fn aws_env(endpoint: &str) -> Vec<(&'static str, &str)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ]
 }
 
 impl Drop for Moto {
