@@ -57,6 +57,13 @@ pub async fn connect(
     }
 }
 
+/// A connection that receives `NOTIFY` on `channel`.
+pub async fn listen(pool: &PgPool, channel: &str) -> sqlx::Result<sqlx::postgres::PgListener> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    Ok(listener)
+}
+
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR
         .run(pool)

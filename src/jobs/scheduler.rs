@@ -19,7 +19,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use super::{Action, Enqueued, NewJob, enqueue_occurrence};
@@ -38,7 +37,7 @@ const MISSED_SEARCHED: usize = 100_000;
 const RECHECK: Duration = Duration::from_secs(30);
 
 pub async fn run(pool: PgPool, mut stopping: watch::Receiver<bool>) {
-    let mut listener = listen(&pool).await.ok();
+    let mut listener = crate::db::listen(&pool, NOTIFY_CHANNEL).await.ok();
     let mut starting = true;
     loop {
         let wait = match tick(&pool, starting).await {
@@ -65,7 +64,7 @@ pub async fn run(pool: PgPool, mut stopping: watch::Receiver<bool>) {
                 }
             } => {
                 if notified.is_err() {
-                    listener = listen(&pool).await.ok();
+                    listener = crate::db::listen(&pool, NOTIFY_CHANNEL).await.ok();
                 }
             }
             // Mapped to (): the guard wait_for returns must not live across
@@ -73,12 +72,6 @@ pub async fn run(pool: PgPool, mut stopping: watch::Receiver<bool>) {
             _ = async { drop(stopping.wait_for(|stopping| *stopping).await) } => return,
         }
     }
-}
-
-async fn listen(pool: &PgPool) -> sqlx::Result<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(NOTIFY_CHANNEL).await?;
-    Ok(listener)
 }
 
 /// Enqueues what is due; returns the next occurrence, if backups are on.

@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -177,7 +176,7 @@ pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<WorkerView>> {
 /// `NOTIFY msr_jobs`, and polls as well in case a notification was missed
 /// (the listening connection is re-established after a database outage).
 pub async fn run(ctx: Context, timing: Timing, mut stopping: watch::Receiver<bool>) {
-    let mut listener = match listen(&ctx.pool).await {
+    let mut listener = match crate::db::listen(&ctx.pool, NOTIFY_CHANNEL).await {
         Ok(listener) => Some(listener),
         Err(err) => {
             tracing::warn!(error = %err, "listening for jobs failed; polling instead");
@@ -216,7 +215,7 @@ pub async fn run(ctx: Context, timing: Timing, mut stopping: watch::Receiver<boo
             } => {
                 if let Err(err) = notified {
                     tracing::warn!(error = %err, "job notifications interrupted; reconnecting");
-                    listener = listen(&ctx.pool).await.ok();
+                    listener = crate::db::listen(&ctx.pool, NOTIFY_CHANNEL).await.ok();
                 }
             }
             // Mapped to (): the guard wait_for returns must not live across
@@ -224,12 +223,6 @@ pub async fn run(ctx: Context, timing: Timing, mut stopping: watch::Receiver<boo
             _ = async { drop(stopping.wait_for(|stopping| *stopping).await) } => return,
         }
     }
-}
-
-async fn listen(pool: &PgPool) -> sqlx::Result<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(NOTIFY_CHANNEL).await?;
-    Ok(listener)
 }
 
 async fn next_due(pool: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>> {

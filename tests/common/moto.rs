@@ -67,6 +67,18 @@ impl Moto {
         );
     }
 
+    /// A listing of `bucket` (S3's XML), as `GET /<bucket>?<query>` answers it.
+    async fn listing(&self, bucket: &str, query: &str) -> String {
+        reqwest::Client::new()
+            .get(format!("{}/{bucket}?{query}", self.endpoint))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The AWS variables that point msr at this server.
     pub fn env(&self) -> Vec<(&'static str, &str)> {
         aws_env(&self.endpoint)
@@ -74,27 +86,15 @@ impl Moto {
 
     /// Multipart uploads started in `bucket` and neither completed nor aborted.
     pub async fn open_uploads(&self, bucket: &str) -> usize {
-        let listing = reqwest::Client::new()
-            .get(format!("{}/{bucket}?uploads", self.endpoint))
-            .send()
+        self.listing(bucket, "uploads")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        listing.matches("<Upload>").count()
+            .matches("<Upload>")
+            .count()
     }
 
     pub async fn object_keys(&self, bucket: &str) -> Vec<String> {
-        let listing = reqwest::Client::new()
-            .get(format!("{}/{bucket}?list-type=2", self.endpoint))
-            .send()
+        self.listing(bucket, "list-type=2")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        listing
             .split("<Key>")
             .skip(1)
             .map(|rest| rest.split("</Key>").next().unwrap().to_owned())
