@@ -117,23 +117,12 @@ impl Storage {
     /// The object as a stream of chunks, or `None` when it does not exist.
     pub async fn read(&self, key: &str) -> Result<Option<BoxStream<'static, Result<Bytes>>>> {
         if let Some(root) = &self.local_root {
-            // object_store reads local files 8 KiB per blocking task; a
-            // full backup or a large pull runs several times faster in
-            // chunks of a MiB.
-            return match tokio::fs::File::open(root.join(key)).await {
-                Ok(file) => Ok(Some(
-                    tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK)
-                        .map_err(|err| Error::Generic {
-                            store: "LocalFileSystem",
-                            source: Box::new(err),
-                        })
-                        .boxed(),
-                )),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(err) => Err(Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(err),
-                }),
+            let path = root.join(key);
+            return match tokio::task::spawn_blocking(move || std::fs::File::open(path)).await {
+                Ok(Ok(file)) => Ok(Some(read_local(file))),
+                Ok(Err(err)) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Ok(Err(err)) => Err(local_error(err)),
+                Err(err) => Err(local_error(err.into())),
             };
         }
         match self.store.get(&Path::from(key)).await {
@@ -572,4 +561,32 @@ impl Drop for ObjectWriter {
             });
         }
     }
+}
+
+/// A local file as a stream of chunks of `READ_CHUNK` bytes, each read by a
+/// blocking task straight into the buffer it is handed on in: object_store
+/// reads 8 KiB per blocking task, and tokio's `File` copies every chunk
+/// once more out of its own buffer, which costs a full backup a tenth of
+/// its speed.
+fn read_local(file: std::fs::File) -> BoxStream<'static, Result<Bytes>> {
+    futures::stream::try_unfold(Some(file), |file| async move {
+        let Some(mut file) = file else {
+            return Ok(None);
+        };
+        let (file, chunk) = tokio::task::spawn_blocking(move || {
+            use std::io::Read as _;
+            let mut chunk = Vec::with_capacity(READ_CHUNK);
+            let read = (&mut file).take(READ_CHUNK as u64).read_to_end(&mut chunk);
+            read.map(|_| (file, chunk))
+        })
+        .await
+        .map_err(|err| local_error(err.into()))?
+        .map_err(local_error)?;
+        Ok(match chunk.len() {
+            0 => None,
+            READ_CHUNK => Some((Bytes::from(chunk), Some(file))),
+            _ => Some((Bytes::from(chunk), None)),
+        })
+    })
+    .boxed()
 }
