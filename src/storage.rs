@@ -26,8 +26,8 @@ use tokio::io::AsyncWriteExt as _;
 
 pub type Error = object_store::Error;
 
-/// Read size for local files.
-const READ_CHUNK: usize = 1 << 20;
+/// Read size for local files, and the write buffer of local uploads.
+pub const READ_CHUNK: usize = 1 << 20;
 pub type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Clone)]
@@ -115,11 +115,18 @@ impl Storage {
     }
 
     /// The object as a stream of chunks, or `None` when it does not exist.
-    pub async fn read(&self, key: &str) -> Result<Option<BoxStream<'static, Result<Bytes>>>> {
+    /// A local file is read `chunk` bytes at a time (S3 hands on what it
+    /// receives): larger chunks cost less per byte, and more memory per
+    /// reader.
+    pub async fn read(
+        &self,
+        key: &str,
+        chunk: usize,
+    ) -> Result<Option<BoxStream<'static, Result<Bytes>>>> {
         if let Some(root) = &self.local_root {
             let path = root.join(key);
             return match tokio::task::spawn_blocking(move || std::fs::File::open(path)).await {
-                Ok(Ok(file)) => Ok(Some(read_local(file))),
+                Ok(Ok(file)) => Ok(Some(read_local(file, chunk))),
                 Ok(Err(err)) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Ok(Err(err)) => Err(local_error(err)),
                 Err(err) => Err(local_error(err.into())),
@@ -563,30 +570,64 @@ impl Drop for ObjectWriter {
     }
 }
 
-/// A local file as a stream of chunks of `READ_CHUNK` bytes, each read by a
+/// A local file as a stream of chunks of `chunk` bytes, each read by a
 /// blocking task straight into the buffer it is handed on in: object_store
 /// reads 8 KiB per blocking task, and tokio's `File` copies every chunk
 /// once more out of its own buffer, which costs a full backup a tenth of
 /// its speed.
-fn read_local(file: std::fs::File) -> BoxStream<'static, Result<Bytes>> {
-    futures::stream::try_unfold(Some(file), |file| async move {
+fn read_local(file: std::fs::File, chunk: usize) -> BoxStream<'static, Result<Bytes>> {
+    futures::stream::try_unfold(Some(file), move |file| async move {
         let Some(mut file) = file else {
             return Ok(None);
         };
-        let (file, chunk) = tokio::task::spawn_blocking(move || {
+        let (file, bytes) = tokio::task::spawn_blocking(move || {
             use std::io::Read as _;
-            let mut chunk = Vec::with_capacity(READ_CHUNK);
-            let read = (&mut file).take(READ_CHUNK as u64).read_to_end(&mut chunk);
-            read.map(|_| (file, chunk))
+            let mut bytes = Vec::with_capacity(chunk);
+            let read = (&mut file).take(chunk as u64).read_to_end(&mut bytes);
+            read.map(|_| (file, bytes))
         })
         .await
         .map_err(|err| local_error(err.into()))?
         .map_err(local_error)?;
-        Ok(match chunk.len() {
+        Ok(match bytes.len() {
             0 => None,
-            READ_CHUNK => Some((Bytes::from(chunk), Some(file))),
-            _ => Some((Bytes::from(chunk), None)),
+            n if n == chunk => Some((Bytes::from(bytes), Some(file))),
+            _ => Some((Bytes::from(bytes), None)),
         })
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_files_are_read_whole_in_chunks_of_the_size_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path().to_str().unwrap()).unwrap();
+        let content: Vec<u8> = (0..=255u8).cycle().take(10).collect();
+        for len in [0, 1, 3, 4, 5, 8, 10] {
+            let key = format!("blobs/{len}");
+            storage
+                .put(&key, Bytes::copy_from_slice(&content[..len]))
+                .await
+                .unwrap();
+            let chunks: Vec<Bytes> = storage
+                .read(&key, 4)
+                .await
+                .unwrap()
+                .expect("the file exists")
+                .try_collect()
+                .await
+                .unwrap();
+            assert!(
+                chunks.iter().all(|c| !c.is_empty() && c.len() <= 4),
+                "{len}: {chunks:?}"
+            );
+            assert_eq!(chunks.concat(), &content[..len], "{len}");
+            assert_eq!(chunks.len(), len.div_ceil(4), "{len}");
+        }
+        assert!(storage.read("blobs/none", 4).await.unwrap().is_none());
+    }
 }

@@ -102,7 +102,7 @@ async fn backup_archive(
         .ok_or_else(|| no_such_backup(id))?;
     let stream = state
         .backups
-        .read(&backup.key)
+        .read(&backup.key, crate::storage::READ_CHUNK)
         .await
         .map_err(|err| ApiError::internal(format_args!("backup storage: {err}")))?
         .ok_or_else(|| {

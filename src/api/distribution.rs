@@ -538,7 +538,7 @@ async fn get_blob(
     } else {
         let stream = state
             .storage
-            .read(&digest.storage_key())
+            .read(&digest.storage_key(), crate::storage::READ_CHUNK)
             .await
             .map_err(ContentError::from)?
             .ok_or_else(|| {

@@ -165,13 +165,16 @@ async fn stored_backup(
     let backup = catalog::find(pool, backups, id)
         .await?
         .with_context(|| format!("no backup {id} in the catalog or in {}", backups.location()))?;
-    let stream = backups.read(&backup.key).await?.with_context(|| {
-        format!(
-            "backup {id} is listed but {} is missing from {}",
-            backup.key,
-            backups.location()
-        )
-    })?;
+    let stream = backups
+        .read(&backup.key, crate::storage::READ_CHUNK)
+        .await?
+        .with_context(|| {
+            format!(
+                "backup {id} is listed but {} is missing from {}",
+                backup.key,
+                backups.location()
+            )
+        })?;
     Ok(Box::new(BufReader::with_capacity(
         READ_BUFFER,
         tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other)),

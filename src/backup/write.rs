@@ -43,10 +43,14 @@ use crate::storage::Storage;
 const GZIP_LEVEL: u32 = 1;
 /// Blobs listed per round trip to the snapshot's cursor.
 const BLOB_BATCH: i64 = 512;
-/// Chunks of one blob read ahead of the archive write.
-const READ_AHEAD: usize = 4;
-/// Chunks written to the archive ahead of their hashing.
-const HASH_AHEAD: usize = 8;
+/// The size of the pieces a blob is copied in: every piece is handed from
+/// the reading thread to the archive and to the hashing thread, and at 1 MiB
+/// those handoffs cost a full backup a fifth of its speed.
+const BLOB_CHUNK: usize = 4 << 20;
+/// Pieces of one blob read ahead of the archive write.
+const READ_AHEAD: usize = 2;
+/// Pieces written to the archive ahead of their hashing.
+const HASH_AHEAD: usize = 2;
 
 /// What was written.
 #[derive(Debug, Clone)]
@@ -473,7 +477,7 @@ async fn copy_blob<W: AsyncWrite + Unpin + Send>(
 ) -> anyhow::Result<()> {
     let key = digest.storage_key();
     let stream = storage
-        .read(&key)
+        .read(&key, BLOB_CHUNK)
         .await?
         .with_context(|| format!("the metadata lists it, but storage has no {key}"))?;
     // Reading runs ahead of hashing and writing, so the disk (or S3) and

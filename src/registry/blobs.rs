@@ -353,7 +353,7 @@ async fn promote(
             let mut hasher = Sha256::new();
             for part in parts {
                 let mut chunks = storage
-                    .read(&part.key)
+                    .read(&part.key, crate::storage::READ_CHUNK)
                     .await?
                     .ok_or(ContentError::BlobUploadUnknown)?;
                 while let Some(chunk) = chunks.next().await {
