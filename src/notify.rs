@@ -8,9 +8,13 @@
 //! each read and write, not the whole), and a failed send is retried a few
 //! times, then written to the job's log and the server log. No secret is
 //! ever written into a mail or a log line: the SMTP password only reaches
-//! lettre's credentials.
+//! lettre's credentials. A replica that stops waits for the notices it is
+//! sending, within its shutdown grace, and writes into the job log of each
+//! one it had to give up that it was not sent.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -20,6 +24,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use sqlx::PgPool;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::backup::catalog;
@@ -142,6 +147,47 @@ pub struct Notifier {
     pub timeout: Duration,
     /// CA certificates trusted for the SMTP server besides the public roots.
     pub roots: Vec<Certificate>,
+    pub sending: Sending,
+}
+
+/// The notices this replica is sending: no other replica would send them.
+#[derive(Clone, Default)]
+pub struct Sending {
+    tasks: TaskTracker,
+    jobs: Arc<Mutex<BTreeSet<Uuid>>>,
+}
+
+impl Sending {
+    /// Waits until `deadline` for the notices being sent, then writes into
+    /// the log of each job whose notice is still unfinished that it was not
+    /// (or not to every recipient) sent.
+    pub async fn finish(&self, pool: &PgPool, deadline: tokio::time::Instant) {
+        self.tasks.close();
+        if tokio::time::timeout_at(deadline, self.tasks.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        let unfinished: Vec<Uuid> = self.jobs().iter().copied().collect();
+        tracing::warn!(
+            jobs = unfinished.len(),
+            "stopping with job notifications still being sent"
+        );
+        for job in unfinished {
+            let line = "notification unfinished: msr stopped before every recipient was notified";
+            if let Err(err) = jobs::append_log(pool, job, line).await {
+                tracing::warn!(%job, error = %err, "could not log the unfinished notification");
+            }
+        }
+    }
+
+    fn jobs(&self) -> std::sync::MutexGuard<'_, BTreeSet<Uuid>> {
+        // The set stays consistent whatever panicked while holding it.
+        self.jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Reads the CA certificates of `MSR_SMTP_CA_FILE`.
@@ -168,10 +214,12 @@ impl Notifier {
     /// Tells the distribution list how `job` ended, in a task of its own.
     pub fn job_ended(&self, job: Uuid) {
         let notifier = self.clone();
-        tokio::spawn(async move {
+        self.sending.jobs().insert(job);
+        self.sending.tasks.spawn(async move {
             if let Err(err) = notifier.notify(job).await {
                 tracing::warn!(%job, error = %format!("{err:#}"), "job notification not sent");
             }
+            notifier.sending.jobs().remove(&job);
         });
     }
 

@@ -109,7 +109,9 @@ pub async fn run(
             Some(path) => notify::read_roots(path).context("MSR_SMTP_CA_FILE")?,
             None => Vec::new(),
         },
+        sending: notify::Sending::default(),
     };
+    let sending = notifier.sending.clone();
     let jobs = worker::Context {
         pool: pool.clone(),
         registry: storage.clone(),
@@ -159,10 +161,13 @@ pub async fn run(
     let _ = stopping_tx.send(true);
     // A running job is stopped, and what it half wrote discarded, within
     // the grace period; the heartbeat lasts until then, so that no other
-    // replica fails the job meanwhile.
-    if tokio::time::timeout(grace, runner).await.is_err() {
+    // replica fails the job meanwhile. The notices being sent, that job's
+    // among them, share the same period.
+    let deadline = tokio::time::Instant::now() + grace;
+    if tokio::time::timeout_at(deadline, runner).await.is_err() {
         tracing::warn!("the running job did not stop within the grace period");
     }
+    sending.finish(&pool, deadline).await;
     heartbeat.abort();
     scheduler.abort();
     janitor.abort();

@@ -1,6 +1,7 @@
 //! E-mail notifications against a real SMTP server (aiosmtpd): one mail per
 //! recipient per finished backup or purge job, with AUTH, with the server
-//! down, and with a server that stalls; and the SMTP test message.
+//! down, and with a server that stalls; the notices of a replica that stops;
+//! and the SMTP test message.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::jobs::{Api, eventually};
 use common::smtp::{SmtpServer, TestCertificates};
-use common::{TestApp, assert_error};
+use common::{TestApp, TestDb, assert_error};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -58,6 +59,16 @@ async fn wait_for_lines(api: &Api, id: &str, prefixes: &[String], limit: Duratio
     })
     .await;
     api.log(id).await
+}
+
+/// A job's log straight from the database, for when no app is left to ask.
+async fn job_log(db: &TestDb, id: &str) -> Vec<String> {
+    let mut conn = db.connect().await;
+    sqlx::query_scalar("SELECT data FROM job_logs WHERE job_id = $1::uuid ORDER BY line_num")
+        .bind(id)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
 }
 
 fn subject(message: &Value) -> &str {
@@ -418,4 +429,61 @@ async fn starttls_and_implicit_tls_with_a_private_ca() {
     assert!(smtp.messages().is_empty());
     stranger.stop().await;
     app.stop().await;
+}
+
+/// A replica told to stop while it sends a notice gives it what is left of
+/// its shutdown grace (2s here) to go out; one that cannot go out in time
+/// is given up, and its job's log says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_replica_sends_its_notices_or_says_it_did_not() {
+    // DATA is answered after 1.5s, so the notice is still on its way when
+    // the stop comes, and within the grace.
+    let slow = SmtpServer::slow(Duration::from_millis(1500));
+    let app = TestApp::spawn().await;
+    let api = Api::new(&app.base);
+    configure(&api, slow.port, None, "ops@example.com").await;
+    let job = run_backup(&api, json!({ "action": "backup" }), "done").await;
+    assert!(
+        slow.messages().is_empty(),
+        "the notice was sent before the stop"
+    );
+    let db = app.stop().await;
+    assert_eq!(
+        slow.messages().len(),
+        1,
+        "the notice did not go out before the stop ended"
+    );
+    let log = job_log(&db, &job).await;
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("notified ops@example.com: 250")),
+        "{log:#?}"
+    );
+
+    // A server that never answers: the stop waits out the grace and no
+    // longer (three attempts would take over 9s), and says what was lost.
+    let stalling = SmtpServer::stalling();
+    let app = TestApp::spawn().await;
+    let api = Api::new(&app.base);
+    configure(&api, stalling.port, None, "ops@example.com").await;
+    let job = run_backup(&api, json!({ "action": "backup" }), "done").await;
+    let stopping = Instant::now();
+    let db = app.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let log = job_log(&db, &job).await;
+    assert!(
+        log.iter().any(
+            |l| l == "notification unfinished: msr stopped before every recipient was notified"
+        ),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with("notif") && l.contains("ops@example.com")),
+        "{log:#?}"
+    );
 }

@@ -257,13 +257,16 @@ impl TestApp {
         }
     }
 
-    pub async fn stop(mut self) {
+    /// Shuts the app down as SIGTERM would, and hands back its database,
+    /// which outlives it.
+    pub async fn stop(mut self) -> TestDb {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
+        self.db
     }
 }
 

@@ -61,6 +61,14 @@ impl SmtpServer {
         Self::spawn(&args, dir)
     }
 
+    /// Accepts every message, answering each DATA after `delay`.
+    pub fn slow(delay: Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = dir.path().display().to_string();
+        let delay = delay.as_secs_f64().to_string();
+        Self::spawn(&["--dir", &dir_arg, "--delay", &delay], dir)
+    }
+
     /// Accepts connections and never answers.
     pub fn stalling() -> Self {
         Self::spawn(&["--stall"], tempfile::tempdir().unwrap())

@@ -1,7 +1,8 @@
 """A real SMTP server for msr's tests (aiosmtpd), and a stalling one.
 
-    server.py --port N --dir DIR [--auth USER:PASSWORD]
-        accepts every message and writes it to DIR as <n>.json:
+    server.py --port N --dir DIR [--auth USER:PASSWORD] [--delay SECONDS]
+        accepts every message (answering DATA after SECONDS, with --delay)
+        and writes it to DIR as <n>.json:
         {"mail_from", "rcpt_tos", "subject", "body" (decoded), "raw",
         "auth_user"}; with --auth it
         refuses mail until the client authenticates with those credentials
@@ -16,6 +17,7 @@ Prints "ready" on stdout once it listens.
 """
 
 import argparse
+import asyncio
 import email
 import email.policy
 import itertools
@@ -32,11 +34,13 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Store:
-    def __init__(self, directory):
+    def __init__(self, directory, delay):
         self.directory = directory
+        self.delay = delay
         self.numbers = itertools.count()
 
     async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay)
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         login = session.auth_data.login.decode() if session.auth_data else None
         message = {
@@ -90,6 +94,7 @@ def main():
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--implicit-tls", action="store_true")
+    parser.add_argument("--delay", type=float, default=0)
     args = parser.parse_args()
     if args.stall:
         stall(args.port)
@@ -110,7 +115,7 @@ def main():
         else:
             options.update(tls_context=context, require_starttls=True)
     controller = Controller(
-        Store(args.dir), hostname="127.0.0.1", port=args.port, **options
+        Store(args.dir, args.delay), hostname="127.0.0.1", port=args.port, **options
     )
     controller.start()
     print("ready", flush=True)
