@@ -573,8 +573,8 @@ impl Drop for ObjectWriter {
 /// A local file as a stream of chunks of `chunk` bytes, each read by a
 /// blocking task straight into the buffer it is handed on in: object_store
 /// reads 8 KiB per blocking task, and tokio's `File` copies every chunk
-/// once more out of its own buffer, which costs a full backup a tenth of
-/// its speed.
+/// once more out of its own buffer, on the core a full backup needs for
+/// hashing.
 fn read_local(file: std::fs::File, chunk: usize) -> BoxStream<'static, Result<Bytes>> {
     futures::stream::try_unfold(Some(file), move |file| async move {
         let Some(mut file) = file else {
